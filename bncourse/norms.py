@@ -265,6 +265,8 @@ class BatchNorm(nn.Module):
                 raise ValueError(
                     f"Expected more than 1 value per channel when training, got input size {list(x.shape)}"
                 )
+            if self.eps <= 0:  # as F.batch_norm: x_hat is undefined for a constant channel
+                raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
             mu = x.mean(dim=axes)  # (C,)
             var = x.var(dim=axes, unbiased=False)  # (C,), biased: used to normalise
             if self.training and self.track_running_stats:

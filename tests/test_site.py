@@ -1,0 +1,313 @@
+"""Browser tests of the built website: every page renders fully offline in headless Chromium.
+
+Build the book first (``scripts/vendor_assets.sh && jupyter-book build . -W -n --keep-going``), then
+``pytest -m site``. The site root is ``$BNCOURSE_SITE`` (default ``<repo>/_build/html``) and the book
+sources are ``$BNCOURSE_SOURCE`` (default: two levels above the site root, i.e. the repository).
+
+Each page is loaded once, served from a loopback HTTP server; any request to another host is aborted and
+recorded, so a page that needs the network (a CDN script, font or widget module) fails here.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytestmark = pytest.mark.site
+
+REPO = Path(__file__).resolve().parents[1]
+SITE = Path(os.environ.get("BNCOURSE_SITE", REPO / "_build" / "html")).resolve()
+SOURCE = Path(os.environ.get("BNCOURSE_SOURCE", SITE.parents[1])).resolve()
+CHROMIUM = os.environ.get("BNCOURSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+BUILD_HINT = (
+    f"no built website at {SITE}: build the book first, from the repository root:\n"
+    "    scripts/vendor_assets.sh && jupyter-book build . -W -n --keep-going\n"
+    "(or point BNCOURSE_SITE at a built _build/html)"
+)
+
+# Pages Sphinx writes that do not come from a source file.
+GENERATED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
+SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "jupyter_execute"}
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# Rendered widgets (ipywidgets 8 controls) that html-manager inserts before each view script.
+WIDGET_SELECTOR = ".widget-subarea .jupyter-widgets, .jupyter-widgets.widget-slider, .widget-inline-hbox"
+TEX_LEFT_OVER = re.compile(
+    r"\\(frac|sqrt|sum|prod|hat|bar|mu|sigma|gamma|beta|epsilon|varepsilon|partial|mathbf|mathrm|"
+    r"mathcal|left|right|begin|end|cdot|times|top|in|to|ldots|dots)\b|\$[^$\n]*[\\^_{}][^$\n]*\$|\\\(|\\\["
+)
+PAGE_TIMEOUT_MS = 30_000
+
+
+def _is_redirect(html: str) -> bool:
+    return 'http-equiv="Refresh"' in html or 'http-equiv="refresh"' in html
+
+
+def source_pages() -> list[str]:
+    """Built pages (paths relative to the site root) that come from source files."""
+    if not SITE.is_dir():
+        return []
+    pages = []
+    for path in sorted(SITE.rglob("*.html")):
+        rel = path.relative_to(SITE)
+        if rel.parts[0] in SKIP_DIRS or rel.as_posix() in GENERATED_PAGES:
+            continue
+        if _is_redirect(path.read_text(encoding="utf-8")):  # e.g. the root index.html -> book/intro.html
+            continue
+        pages.append(rel.as_posix())
+    return pages
+
+
+def notebook_pages() -> list[str]:
+    """Pages built from ``book/NN_*.md`` notebooks that have a paired ``.ipynb`` (opened by Colab)."""
+    return sorted(
+        md.relative_to(SOURCE).with_suffix(".html").as_posix()
+        for md in (SOURCE / "book").glob("[0-9][0-9]_*.md")
+        if md.with_suffix(".ipynb").exists()
+    )
+
+
+def _html(page: str) -> str:
+    return (SITE / page).read_text(encoding="utf-8")
+
+
+PAGES = source_pages()
+MATH_PAGES = [p for p in PAGES if 'class="math' in _html(p)]
+WIDGET_PAGES = [p for p in PAGES if WIDGET_STATE in _html(p)]
+NOTEBOOK_PAGES = notebook_pages()
+MISSING = "<site not built>"  # a parameter that makes the page tests fail (not skip) without a build
+
+
+def _params(pages: list[str]) -> list[str]:
+    return pages if SITE.is_dir() else [MISSING]
+
+
+# ----------------------------------------------------------------------------------------------- fixtures
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature of the base class
+        pass
+
+
+@pytest.fixture(scope="session")
+def site_url():
+    """Base URL of a loopback HTTP server serving the built site."""
+    if not (SITE / "index.html").is_file():
+        pytest.fail(BUILD_HINT, pytrace=False)
+    handler = functools.partial(_QuietHandler, directory=str(SITE))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM} (set BNCOURSE_CHROMIUM)", pytrace=False)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class PageReport:
+    """What one page load saw."""
+
+    page: str
+    console_errors: list[str] = field(default_factory=list)
+    offsite_requests: list[str] = field(default_factory=list)
+    bad_responses: list[str] = field(default_factory=list)
+    images: list[dict] = field(default_factory=list)
+    math: dict = field(default_factory=dict)
+    widgets: dict = field(default_factory=dict)
+    colab_links: list[str] = field(default_factory=list)
+    mathjax_scripts: list[str] = field(default_factory=list)
+
+
+# Evaluated in the page once everything has settled.
+_MATH_JS = """() => {
+  const maths = [...document.querySelectorAll('.math')];
+  const leftovers = maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.trim());
+  const errors = [...document.querySelectorAll('mjx-merror, mjx-container [data-mjx-error]')]
+      .map(e => e.getAttribute('data-mjx-error') || e.textContent);
+  // visible article text outside code, rendered math and scripts: no raw TeX should be left there
+  const art = (document.querySelector('article') || document.body).cloneNode(true);
+  art.querySelectorAll('pre, code, script, style, mjx-container, .math, .highlight').forEach(e => e.remove());
+  return {n_math: maths.length, n_mjx: document.querySelectorAll('mjx-container').length,
+          unrendered: leftovers, errors: errors, text: art.textContent};
+}"""
+
+_IMAGES_JS = """() => [...(document.querySelector('article') || document.body).querySelectorAll('img')].map(i => ({
+  src: i.getAttribute('src') || '', alt: i.getAttribute('alt'), loaded: i.complete && i.naturalWidth > 0,
+  in_widget: !!i.closest('.jupyter-widgets, .widget-subarea'), in_output: !!i.closest('.cell_output, .output')
+}))"""
+
+_WIDGETS_JS = """() => {
+  const views = [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')];
+  const empty = views.filter(v => {
+    const area = v.previousElementSibling;
+    return !(area && area.classList.contains('widget-subarea') && area.querySelector('.jupyter-widgets'));
+  }).map(v => v.textContent.trim());
+  return {n_views: views.length, empty_views: empty,
+          n_rendered: document.querySelectorAll('.widget-subarea .jupyter-widgets').length,
+          errors: [...document.querySelectorAll('.jupyter-widgets.jp-ErrorWidget, .widget-error')]
+              .map(e => e.textContent.trim())};
+}"""
+
+
+@pytest.fixture(scope="session")
+def visit(browser, site_url):
+    """``visit(page) -> PageReport``: load a page once per session and record what happened."""
+    reports: dict[str, PageReport] = {}
+
+    def _visit(page: str) -> PageReport:
+        if page == MISSING:
+            pytest.fail(BUILD_HINT, pytrace=False)
+        if page in reports:
+            return reports[page]
+        report = PageReport(page)
+        context = browser.new_context(service_workers="block")
+
+        def route(r):
+            url = r.request.url
+            if urlsplit(url).hostname == "127.0.0.1":
+                r.continue_()
+            else:
+                report.offsite_requests.append(url)
+                r.abort("blockedbyclient")
+
+        context.route("**/*", route)
+        tab = context.new_page()
+        tab.on("console", lambda m: m.type == "error" and report.console_errors.append(f"{m.text} @ {m.location}"))
+        tab.on("pageerror", lambda e: report.console_errors.append(f"uncaught: {e}"))
+        tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
+        try:
+            tab.goto(site_url + page, wait_until="load", timeout=PAGE_TIMEOUT_MS)
+            html = _html(page)
+            if 'class="math' in html:
+                tab.wait_for_function(
+                    "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=PAGE_TIMEOUT_MS
+                )
+                tab.evaluate("() => MathJax.startup.promise")
+            if WIDGET_STATE in html:
+                # html-manager renders on window load, asynchronously: wait for the first widget view
+                try:
+                    tab.wait_for_selector(".widget-subarea .jupyter-widgets", timeout=PAGE_TIMEOUT_MS)
+                except Exception:  # reported by test_widgets_render
+                    pass
+                tab.wait_for_timeout(500)  # let the remaining views (and their images) attach
+            tab.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
+            report.math = tab.evaluate(_MATH_JS)
+            report.images = tab.evaluate(_IMAGES_JS)
+            report.widgets = tab.evaluate(_WIDGETS_JS)
+            report.colab_links = tab.eval_on_selector_all(
+                'a[href*="colab.research.google.com"]', "els => els.map(e => e.href)"
+            )
+            report.mathjax_scripts = tab.eval_on_selector_all(
+                'script[src*="_static/mathjax/"]', "els => els.map(e => e.getAttribute('src'))"
+            )
+        finally:
+            context.close()
+        reports[page] = report
+        return report
+
+    return _visit
+
+
+# ------------------------------------------------------------------------------------------------- tests
+
+
+def test_site_is_built():
+    assert SITE.is_dir(), BUILD_HINT
+    assert (SITE / "index.html").is_file(), BUILD_HINT
+    assert PAGES, f"no pages found under {SITE}"
+
+
+def test_vendored_assets_are_in_the_site():
+    assert SITE.is_dir(), BUILD_HINT
+    static = SITE / "_static"
+    for asset in ("mathjax/tex-chtml.js", "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"):
+        assert (static / asset).is_file(), f"{asset} missing from the site: run scripts/vendor_assets.sh and rebuild"
+    if WIDGET_PAGES:
+        for asset in ("require.js", "html-manager/embed-amd.js"):
+            assert (static / asset).is_file(), f"{asset} missing: run scripts/vendor_assets.sh and rebuild"
+
+
+@pytest.mark.parametrize("page", _params(PAGES))
+def test_page_is_offline_and_error_free(visit, page):
+    report = visit(page)
+    assert not report.offsite_requests, f"{page} requested other hosts (the site must work offline)"
+    assert not report.bad_responses, f"{page}: failed loads: {report.bad_responses}"
+    assert not report.console_errors, f"{page}: console errors: {report.console_errors}"
+    # JB1 injects every .js of a root _static/ folder into every page: if the vendored MathJax tree ever
+    # ends up there, every page loads hundreds of scripts. Only the entry point may be a <script>.
+    assert all("tex-chtml.js" in s for s in report.mathjax_scripts), report.mathjax_scripts
+
+
+@pytest.mark.parametrize("page", _params(PAGES))
+def test_images_load_and_have_alt_text(visit, page):
+    report = visit(page)
+    broken = [i["src"][:120] for i in report.images if not i["loaded"]]
+    assert not broken, f"{page}: images not loaded: {broken}"
+    no_alt = [i["src"][:120] for i in report.images if not (i["alt"] or "").strip()]
+    assert not no_alt, f"{page}: images without alt text: {no_alt}"
+
+
+@pytest.mark.parametrize("page", _params(MATH_PAGES))
+def test_math_is_rendered_by_mathjax(visit, page):
+    report = visit(page)
+    math = report.math
+    assert math["n_math"] > 0, f"{page}: expected .math elements"
+    assert math["n_mjx"] > 0, f"{page}: MathJax rendered nothing (is _static/mathjax/tex-chtml.js there?)"
+    assert not math["unrendered"], f"{page}: math left as TeX: {math['unrendered'][:5]}"
+    assert not math["errors"], f"{page}: MathJax errors: {math['errors'][:5]}"
+
+
+@pytest.mark.parametrize("page", _params(PAGES))
+def test_no_raw_tex_in_text(visit, page):
+    """Math that the parser did not pick up (a missing extension, a typo'd delimiter) shows as raw TeX."""
+    report = visit(page)
+    text = report.math["text"]
+    leftovers = sorted({text[max(m.start() - 30, 0) : m.end() + 30] for m in TEX_LEFT_OVER.finditer(text)})
+    assert not leftovers, f"{page}: raw TeX in the text: {leftovers[:5]}"
+
+
+@pytest.mark.parametrize("page", _params(NOTEBOOK_PAGES))
+def test_notebook_pages_link_to_colab(visit, page):
+    assert (SITE / page).is_file(), f"{page} was not built (its source has a paired .ipynb)"
+    report = visit(page)
+    assert report.colab_links, f"{page}: no Colab launch link"
+    assert all(h.endswith(".ipynb") for h in report.colab_links), report.colab_links
+    stem = Path(page).with_suffix(".ipynb").as_posix()
+    assert any(h.endswith("/" + stem) for h in report.colab_links), f"{page}: Colab link is not {stem}"
+
+
+@pytest.mark.parametrize("page", _params(WIDGET_PAGES))
+def test_widgets_render(visit, page):
+    report = visit(page)
+    widgets = report.widgets
+    assert widgets["n_rendered"] > 0, f"{page}: has widget state but no widget rendered"
+    assert not widgets["empty_views"], f"{page}: widget views not rendered: {widgets['empty_views'][:3]}"
+    assert not widgets["errors"], f"{page}: widget errors: {widgets['errors'][:3]}"
