@@ -11,7 +11,7 @@ shape ``(N, D)`` and ``backward(dout, cache) -> (dx, dgamma, dbeta)``. The forwa
 is never inspected. Inputs are passed as copies, so a function that modifies its arguments in place does
 not disturb the check. Any correct implementation passes: two-pass or one-pass variance, float64 or
 float32 (the tolerance follows the dtype the student returns: 1e-7 for float64, 1e-3 otherwise, as a
-fraction of each feature's largest reference value).
+fraction of each feature's scale: its largest reference value, or for a gradient the size of its terms).
 """
 
 from __future__ import annotations
@@ -46,20 +46,8 @@ def _case(label: str, x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: f
     std = np.sqrt(x.var(axis=0) + eps)  # (D,)
     xh = xc / std
     md, mdx = dout.mean(axis=0), (dout * xh).mean(axis=0)  # (N, D) -> (D,)
-    return _Case(
-        label=label,
-        x=x,
-        gamma=gamma,
-        beta=beta,
-        eps=eps,
-        dout=dout,
-        m=x.shape[0],
-        xc=xc,
-        std=std,
-        xh=xh,
-        md=md,
-        mdx=mdx,
-    )
+    return _Case(label=label, x=x, gamma=gamma, beta=beta, eps=eps, dout=dout, m=x.shape[0],
+                 xc=xc, std=std, xh=xh, md=md, mdx=mdx)  # fmt: skip
 
 
 def _cases() -> list[_Case]:
@@ -221,11 +209,17 @@ def _array(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _scale(key: str, c: _Case) -> np.ndarray | None:
-    """The scale errors are measured against: for dx that of its terms, |gamma / std| * max|dout| per feature.
+    """The scale of a gradient's terms, per feature, which errors are measured against.
 
-    dx itself can be far smaller than its terms (for N = 2, x_hat = +-1 whatever x is, so dx is about 0).
+    A gradient can be far smaller than its terms: for N = 2, x_hat = +-1 whatever x is, so dx is about 0, and
+    dgamma = sum(dout * x_hat) may nearly cancel. None for out: each column's largest |out|.
     """
-    return np.abs(c.gamma / c.std) * np.abs(c.dout).max(axis=0) if key == "dx" else None
+    scales = {
+        "dx": lambda: np.abs(c.gamma / c.std) * np.abs(c.dout).max(axis=0),
+        "dgamma": lambda: np.abs(c.dout * c.xh).sum(axis=0),
+        "dbeta": lambda: np.abs(c.dout).sum(axis=0),
+    }
+    return scales[key]() if key in scales else None
 
 
 def _match(outs: list[np.ndarray], cases: list[_Case], variants: _Variants, tol: float, key: str) -> str | None:
@@ -257,7 +251,7 @@ def _run_forward(forward: Callable, name: str) -> tuple[list[_Case], list[Any], 
     """Run and grade the student's forward: (cases, caches, max error, tolerance), or an AssertionError."""
     cases, outs, caches = _cases(), [], []
     for c in cases:
-        res = _call(forward, "forward", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps)
+        res = _call(forward, f"{name}: forward", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps)
         out, cache = _tuple(res, name, "forward", "(out, cache)", 2)
         outs.append(_array(out, name, "out", c.x.shape))
         caches.append(cache)
@@ -288,7 +282,7 @@ def check_batchnorm_forward(forward: Callable) -> None:
 
 def _check_backward(forward: Callable, backward: Callable, name: str, hint: str) -> None:
     try:
-        cases, caches, _, ftol = _run_forward(forward, name)
+        cases, caches, _, ftol = _run_forward(forward, "check_batchnorm_forward")
     except AssertionError as e:
         msg = f"{name}: your forward is wrong; fix your forward first (run check_batchnorm_forward).\nIt reports: {e}"
         raise AssertionError(msg) from e
@@ -296,7 +290,9 @@ def _check_backward(forward: Callable, backward: Callable, name: str, hint: str)
     got: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     refs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for c, cache in zip(cases, caches, strict=True):
-        res = _tuple(_call(backward, "backward", c.dout.copy(), cache), name, "backward", "(dx, dgamma, dbeta)", 3)
+        res = _tuple(
+            _call(backward, f"{name}: backward", c.dout.copy(), cache), name, "backward", "(dx, dgamma, dbeta)", 3
+        )
         ref = batchnorm_backward(c.dout, batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[1])
         for k, v, r in zip(keys, res, ref, strict=True):
             got[k].append(_array(v, name, k, r.shape))
@@ -310,9 +306,10 @@ def _check_backward(forward: Callable, backward: Callable, name: str, hint: str)
         return
     msgs = []
     tol = max(tols["dgamma"], tols["dbeta"])
-    swapped = zip(got["dgamma"], got["dbeta"], refs["dbeta"], refs["dgamma"], strict=True)
+    swapped = zip(got["dgamma"], got["dbeta"], refs["dbeta"], refs["dgamma"], cases, strict=True)
     if {"dgamma", "dbeta"} <= set(wrong) and all(
-        _err(g, rb) <= 3 * tol and _err(b, rg) <= 3 * tol for g, b, rb, rg in swapped
+        _err(g, rb, _scale("dbeta", c)) <= 3 * tol and _err(b, rg, _scale("dgamma", c)) <= 3 * tol
+        for g, b, rb, rg, c in swapped
     ):
         wrong.remove("dgamma")
         wrong.remove("dbeta")

@@ -70,8 +70,9 @@ def _meta(data: str, started: float) -> dict[str, Any]:
     }
 
 
-def sample_inputs(dist: str, batch_size: int, num_features: int, loc: float = 0.0, scale: float = 1.0,
-                  seed: int = 0) -> np.ndarray:
+def sample_inputs(
+    dist: str, batch_size: int, num_features: int, loc: float = 0.0, scale: float = 1.0, seed: int = 0
+) -> np.ndarray:
     """Draw a synthetic batch of pre-activations, shape ``(batch_size, num_features)``.
 
     Args:
@@ -99,8 +100,15 @@ def sample_inputs(dist: str, batch_size: int, num_features: int, loc: float = 0.
     return loc + scale * z
 
 
-def bn_activations(batch_size: int = 32, dist: str = "normal", loc: float = 3.0, scale: float = 2.0,
-                   num_features: int = 4, num_batches: int = 200, seed: int = 0) -> Result:
+def bn_activations(
+    batch_size: int = 32,
+    dist: str = "normal",
+    loc: float = 3.0,
+    scale: float = 2.0,
+    num_features: int = 4,
+    num_batches: int = 200,
+    seed: int = 0,
+) -> Result:
     """Activations before and after BN for one batch, and the batch statistics over many batches.
 
     Args:
@@ -121,8 +129,16 @@ def bn_activations(batch_size: int = 32, dist: str = "normal", loc: float = 3.0,
     xs = xs.reshape(num_batches, batch_size, num_features)
     ones, zeros = np.ones(num_features), np.zeros(num_features)
     y, _ = batchnorm_forward(xs[0], ones, zeros)
-    config = {"batch_size": batch_size, "dist": dist, "loc": loc, "scale": scale, "num_features": num_features,
-              "num_batches": num_batches, "seed": seed, "eps": 1e-5}
+    config = {
+        "batch_size": batch_size,
+        "dist": dist,
+        "loc": loc,
+        "scale": scale,
+        "num_features": num_features,
+        "num_batches": num_batches,
+        "seed": seed,
+        "eps": 1e-5,
+    }
     data = {
         "x": xs[0, :, 0],
         "y": y[:, 0],
@@ -134,8 +150,9 @@ def bn_activations(batch_size: int = 32, dist: str = "normal", loc: float = 3.0,
     return Result("bn_activations", config, data, _meta(f"synthetic {dist} inputs", started))
 
 
-def fit_identity(batch_size: int = 64, loc: float = 3.0, scale: float = 2.0, lr: float = 0.1,
-                 num_steps: int = 300, seed: int = 0) -> Result:
+def fit_identity(
+    batch_size: int = 64, loc: float = 3.0, scale: float = 2.0, lr: float = 0.1, num_steps: int = 300, seed: int = 0
+) -> Result:
     """Learn gamma and beta by SGD so that BN's output reproduces its input (the identity).
 
     Each step draws a fresh batch ``x ~ N(loc, scale^2)`` of one feature, computes ``y = BN(x)`` and takes
@@ -173,8 +190,9 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
-def backward_timing(batch_sizes: tuple[int, ...] = (16, 64, 256, 1024, 4096), num_features: int = 256,
-                    repeats: int = 20, seed: int = 0) -> Result:
+def backward_timing(
+    batch_sizes: tuple[int, ...] = (16, 64, 256, 1024, 4096), num_features: int = 256, repeats: int = 20, seed: int = 0
+) -> Result:
     """Time the staged (node by node) and the compact BN backward in numpy, side by side.
 
     Both run on the same cache and upstream gradient for each batch size; the best of ``repeats`` runs
@@ -194,6 +212,10 @@ def backward_timing(batch_sizes: tuple[int, ...] = (16, 64, 256, 1024, 4096), nu
         compact.append(_best_time(lambda: batchnorm_backward_alt(dout, cache), repeats))  # noqa: B023
     staged_s, compact_s = np.array(staged), np.array(compact)
     config = {"batch_sizes": list(batch_sizes), "num_features": num_features, "repeats": repeats, "seed": seed}
-    data = {"batch_sizes": np.array(batch_sizes), "staged_s": staged_s, "compact_s": compact_s,
-            "speedup": staged_s / compact_s}
+    data = {
+        "batch_sizes": np.array(batch_sizes),
+        "staged_s": staged_s,
+        "compact_s": compact_s,
+        "speedup": staged_s / compact_s,
+    }
     return Result("backward_timing", config, data, _meta("random normal arrays", started))

@@ -94,5 +94,7 @@ def eval_numerical_gradient_array(
 
 def _check_float(x: np.ndarray) -> None:
     if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
-        raise TypeError("numeric gradients need a float numpy array (perturbed in place); got "
-                        f"{type(x).__name__} of dtype {getattr(x, 'dtype', None)}")
+        raise TypeError(
+            "numeric gradients need a float numpy array (perturbed in place); got "
+            f"{type(x).__name__} of dtype {getattr(x, 'dtype', None)}"
+        )

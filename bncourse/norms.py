@@ -130,9 +130,7 @@ def batchnorm_backward_alt(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, 
     dbeta = dout.sum(axis=axes)
     dgamma = (dout * x_hat).sum(axis=axes)
     shape = (1, -1) + (1,) * (x_hat.ndim - 2)
-    dx = (gamma.reshape(shape) * inv_std / m) * (
-        m * dout - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape)
-    )
+    dx = (gamma.reshape(shape) * inv_std / m) * (m * dout - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
     return dx, dgamma, dbeta
 
 
@@ -144,7 +142,7 @@ class BatchNormFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
         axes = reduce_axes(x.dim())
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mu = x.mean(dim=axes, keepdim=True)
@@ -156,7 +154,7 @@ class BatchNormFunction(torch.autograd.Function):
         return x_hat * weight.reshape(shape) + bias.reshape(shape)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):  # noqa: D102
+    def backward(ctx, dout: torch.Tensor):
         x_hat, inv_std, weight = ctx.saved_tensors
         axes = ctx.axes
         shape = (1, -1) + (1,) * (dout.dim() - 2)
@@ -289,7 +287,7 @@ class BatchNorm(nn.Module):
         self.running_mean.mul_(1 - factor).add_(mu.to(self.running_mean.dtype), alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
 
-    def extra_repr(self) -> str:  # noqa: D102
+    def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"

@@ -37,8 +37,11 @@ def plot_bn_activations(result: Result, fig: Figure | None = None) -> Figure:
     ax3.scatter(d["mu_B"], d["sigma_B"], s=8, alpha=0.6, color="tab:orange")
     ax3.axvline(cfg["loc"], color="k", lw=0.8, ls="--")
     ax3.axhline(cfg["scale"], color="k", lw=0.8, ls="--")
-    ax3.set(title=f"batch statistics over {cfg['num_batches']} batches", xlabel="batch mean mu_B",
-            ylabel="batch std sigma_B")
+    ax3.set(
+        title=f"batch statistics over {cfg['num_batches']} batches",
+        xlabel="batch mean mu_B",
+        ylabel="batch std sigma_B",
+    )
     fig.tight_layout()
     return fig
 
@@ -68,8 +71,11 @@ def plot_backward_timing(result: Result) -> Figure:
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.loglog(d["batch_sizes"], np.asarray(d["staged_s"]) * 1e6, "o-", label="staged (graph, node by node)")
     ax.loglog(d["batch_sizes"], np.asarray(d["compact_s"]) * 1e6, "s-", label="compact (closed form)")
-    ax.set(xlabel=f"batch size m (D = {result.config['num_features']})", ylabel="time per backward (us)",
-           title=f"numpy BN backward on {result.meta.get('device', 'cpu')}")
+    ax.set(
+        xlabel=f"batch size m (D = {result.config['num_features']})",
+        ylabel="time per backward (us)",
+        title=f"numpy BN backward on {result.meta.get('device', 'cpu')}",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

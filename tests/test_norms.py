@@ -87,9 +87,12 @@ def test_numeric_gradient_of_numpy_reference():
     x, gamma, beta, dout = _case((4, 3))
     _, cache = batchnorm_forward(x, gamma, beta)
     dx, dgamma, dbeta = batchnorm_backward(dout, cache)
-    assert rel_error(dx, eval_numerical_gradient_array(lambda v: batchnorm_forward(v, gamma, beta)[0], x, dout)) < 1e-6
-    assert rel_error(dgamma, eval_numerical_gradient_array(lambda v: batchnorm_forward(x, v, beta)[0], gamma, dout)) < 1e-8
-    assert rel_error(dbeta, eval_numerical_gradient_array(lambda v: batchnorm_forward(x, gamma, v)[0], beta, dout)) < 1e-8
+    num = eval_numerical_gradient_array
+    assert rel_error(dx, num(lambda v: batchnorm_forward(v, gamma, beta)[0], x, dout)) < 1e-6
+    assert rel_error(dgamma, num(lambda v: batchnorm_forward(x, v, beta)[0], gamma, dout)) < 1e-8
+    assert rel_error(dbeta, num(lambda v: batchnorm_forward(x, gamma, v)[0], beta, dout)) < 1e-8
+    wrong_dx = dout * gamma / np.sqrt(x.var(axis=0) + 1e-5)  # mu and var treated as constants
+    assert rel_error(wrong_dx, num(lambda v: batchnorm_forward(v, gamma, beta)[0], x, dout)) > 0.1
 
 
 @pytest.mark.parametrize("bad", [np.zeros(3), np.zeros((2, 2))])

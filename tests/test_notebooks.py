@@ -26,7 +26,8 @@ def test_book_has_notebooks():
 def test_pair_in_sync(md):
     ipynb = md.with_suffix(".ipynb")
     assert ipynb.exists(), f"{ipynb.name} is missing: run scripts/sync_notebooks.py"
-    assert ipynb.read_text() == sync.twin(md), f"{ipynb.name} is out of sync with {md.name}: run scripts/sync_notebooks.py"
+    stale = f"{ipynb.name} is out of sync with {md.name}: run scripts/sync_notebooks.py"
+    assert ipynb.read_text() == sync.twin(md), stale
 
 
 @pytest.mark.parametrize("md", NOTEBOOKS, ids=lambda p: p.name)
@@ -40,8 +41,10 @@ def test_twin_has_no_outputs_and_installs_on_colab(md):
 
 def test_stale_twin_is_detected(tmp_path):
     md = tmp_path / "01_x.md"
-    md.write_text("---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
-                  "# T\n\n```{code-cell} ipython3\n1 + 1\n```\n")
+    md.write_text(
+        "---\nkernelspec:\n  display_name: Python 3\n  language: python\n  name: python3\n---\n\n"
+        "# T\n\n```{code-cell} ipython3\n1 + 1\n```\n"
+    )
     assert sync.myst_notebooks(tmp_path) == [md]
     md.with_suffix(".ipynb").write_text(sync.twin(md))
     md.write_text(md.read_text().replace("1 + 1", "1 + 2"))
