@@ -1,0 +1,152 @@
+"""bncourse.engine and bncourse.models: the batched trainer equals a plain PyTorch loop, seed for seed."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bncourse.engine import RunConfig, batch_indices, stack_mlps, train_mlps
+from bncourse.models import MLP, LeNet, SmallVGG, make_norm, paper_mlp
+from bncourse.norms import BatchNorm
+
+SIZES = (16, 8, 8, 3)
+
+
+def _toy(seed=0, n_train=300, n_test=60):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n_train + n_test, 4, 4), dtype=np.uint8)
+    y = (x.reshape(len(x), -1)[:, :8].mean(1) > 127).astype(int) + (x[:, 0, 0] > 200)  # learnable labels
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def _plain_loop(cfg, x_train, y_train, num_steps, batch_size):
+    """A reader's loop: one nn.Module, torch.optim.SGD, the engine's batch order."""
+    torch.manual_seed(0)
+    model = MLP(SIZES, norm=cfg.norm, init=cfg.init, init_std=cfg.init_std, seed=cfg.seed).double()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    x = torch.tensor(x_train.reshape(len(x_train), -1), dtype=torch.float64) / 255
+    y = torch.tensor(y_train)
+    idx = batch_indices(len(x), batch_size, num_steps, cfg.data_seed)
+    losses = []
+    for t in range(num_steps):
+        loss = F.cross_entropy(model(x[idx[t]]), y[idx[t]])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return model, np.array(losses)
+
+
+def test_engine_equals_plain_loop():
+    x_train, y_train, x_test, y_test = _toy()
+    configs = [
+        RunConfig(lr=0.5, norm=None, seed=1),
+        RunConfig(lr=0.2, norm="bn", seed=1),
+        RunConfig(lr=0.3, norm="bn", init="xavier", seed=2, data_seed=5),
+    ]
+    steps, bs = 30, 10
+    res = train_mlps(
+        configs,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        num_steps=steps,
+        batch_size=bs,
+        eval_every=10,
+        sizes=SIZES,
+        probe_size=40,
+        dtype=torch.float64,
+        progress=False,
+    )
+    assert list(res["steps"]) == [0, 10, 20, 30]
+    x_te = torch.tensor(x_test.reshape(len(x_test), -1), dtype=torch.float64) / 255
+    for k, cfg in enumerate(configs):
+        model, losses = _plain_loop(cfg, x_train, y_train, steps, bs)
+        np.testing.assert_allclose(res["train_loss"][k, 1:], losses.reshape(3, 10).mean(1), rtol=1e-10)
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        for i, lin in enumerate(linears):
+            np.testing.assert_allclose(res["weights"][i][k], lin.weight.detach().numpy().T, atol=1e-12)
+        model.eval()
+        with torch.no_grad():
+            logits, pre = model(x_te, return_preact=True)
+        acc = (logits.argmax(1).numpy() == y_test).mean()
+        assert res["test_acc"][k, -1] == pytest.approx(acc)
+        pct = np.quantile(pre[:40, 0].numpy(), [0.15, 0.5, 0.85])
+        np.testing.assert_allclose(res["percentiles"][k, -1], pct, rtol=1e-8)
+        if cfg.norm == "bn":
+            bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)][0]
+            np.testing.assert_allclose(res["running_mean"][0][k], bn.running_mean.numpy(), atol=1e-12)
+
+
+def test_engine_learns_and_rejects_bad_input():
+    x_train, y_train, x_test, y_test = _toy(n_train=1000, n_test=200)
+    res = train_mlps(
+        [RunConfig(lr=0.5, norm="bn")],
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        num_steps=300,
+        batch_size=32,
+        eval_every=300,
+        sizes=SIZES,
+        progress=False,
+    )
+    assert res["test_acc"][0, -1] > res["test_acc"][0, 0] + 0.1
+    with pytest.raises(ValueError, match="configs"):
+        train_mlps([], x_train, y_train, x_test, y_test, num_steps=1, sizes=SIZES)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_mlps([RunConfig()], x_train, y_train, x_test, y_test, num_steps=1, batch_size=1, sizes=SIZES)
+    with pytest.raises(ValueError, match="activation"):
+        train_mlps(
+            [RunConfig(), RunConfig(activation="relu")], x_train, y_train, x_test, y_test, num_steps=1, sizes=SIZES
+        )
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            train_mlps([RunConfig()], x_train, y_train, x_test, y_test, num_steps=1, sizes=SIZES, cuda_graph=True)
+
+
+def test_batch_indices_seeded():
+    a = batch_indices(100, 5, 7, 3)
+    assert a.shape == (7, 5) and int(a.max()) < 100
+    assert torch.equal(a, batch_indices(100, 5, 7, 3)) and not torch.equal(a, batch_indices(100, 5, 7, 4))
+
+
+def test_stack_mlps_matches_single_models():
+    cfgs = [RunConfig(seed=0), RunConfig(seed=1, init="xavier")]
+    weights, biases, gammas, betas = stack_mlps(cfgs, SIZES)
+    assert [tuple(w.shape) for w in weights] == [(2, 16, 8), (2, 8, 8), (2, 8, 3)]
+    assert len(gammas) == 2 and tuple(betas[0].shape) == (2, 1, 8)
+    single = MLP(SIZES, init="xavier", seed=1)
+    torch.testing.assert_close(weights[0][1], single.net[0].weight.T)
+
+
+@pytest.mark.parametrize("norm", [None, "bn", "bn-ours"])
+def test_models_differ_only_in_norm(norm):
+    base, other = paper_mlp(norm=None, seed=3), paper_mlp(norm=norm, seed=3)
+    lin = lambda m: [p for n, p in m.named_parameters() if n.endswith("weight") and p.dim() == 2]  # noqa: E731
+    for a, b in zip(lin(base), lin(other), strict=True):
+        torch.testing.assert_close(a, b)
+    out, pre = other(torch.rand(5, 1, 28, 28), return_preact=True)
+    assert out.shape == (5, 10) and pre.shape == (5, 100)
+    for cls, shape in ((LeNet, (4, 1, 28, 28)), (SmallVGG, (4, 3, 32, 32))):
+        a, b = cls(in_channels=shape[1], norm=None, seed=1), cls(in_channels=shape[1], norm=norm, seed=1)
+        convs = lambda m: [x.weight for x in m.modules() if isinstance(x, torch.nn.Conv2d)]  # noqa: E731
+        assert all(torch.equal(p, q) for p, q in zip(convs(a), convs(b), strict=True))
+        assert b(torch.rand(shape)).shape == (4, 10)
+        pools = lambda m: [type(x) for x in m.modules() if "Pool" in type(x).__name__]  # noqa: E731
+        assert pools(a) == pools(b)
+
+
+def test_make_norm_and_init_errors():
+    assert isinstance(make_norm("bn-ours", 4), BatchNorm)
+    assert isinstance(make_norm(None, 4), torch.nn.Identity)
+    with pytest.raises(ValueError, match="norm"):
+        make_norm("ln", 4)
+    with pytest.raises(ValueError, match="init"):
+        MLP(SIZES, init="orthogonal")
+    with pytest.raises(ValueError, match="activation"):
+        MLP(SIZES, activation="gelu")
+    gaussian = MLP((784, 100, 10), init="gaussian", init_std=0.05, seed=0)
+    assert abs(gaussian.net[0].weight.std().item() - 0.05) < 0.002
