@@ -120,7 +120,7 @@ class _BatchedMLP:
     def _bn(self, z: torch.Tensor, i: int, train: bool) -> torch.Tensor:
         """BN per (model, feature) as one fused ``F.batch_norm`` over K*D features: (K, B, D) -> (K, B, D)."""
         k, b, d = z.shape
-        flat = z.transpose(0, 1).reshape(b, k * d)  # (B, K*D): a small copy, one fused kernel after it
+        flat = z[0] if k == 1 else z.transpose(0, 1).reshape(b, k * d)  # (B, K*D): a small copy, then one kernel
         out = F.batch_norm(
             flat,
             self.running_mean[i],
@@ -197,6 +197,7 @@ def train_mlps(
     idx_all = torch.stack([batch_indices(len(xtr), batch_size, num_steps, s) for s in data_seeds]).to(device)
     shared = len(data_seeds) == 1
     params, lrs = model.params(), model.lrs()
+    same_lr = len({c.lr for c in configs}) == 1
     loss_sum = torch.zeros(k, device=device, dtype=dtype)
     step_t = torch.zeros((), dtype=torch.long, device=device)
 
@@ -211,7 +212,10 @@ def train_mlps(
         losses = F.cross_entropy(logits.flatten(0, 1), yb.reshape(-1), reduction="none").view(k, -1).mean(1)
         grads = torch.autograd.grad(losses.sum(), params)  # models are independent: d(sum)/d(theta_k)
         with torch.no_grad():
-            torch._foreach_sub_(params, torch._foreach_mul(grads, lrs))
+            if same_lr:
+                torch._foreach_add_(params, grads, alpha=-configs[0].lr)
+            else:
+                torch._foreach_sub_(params, torch._foreach_mul(grads, lrs))
             loss_sum.add_(losses.detach())
             step_t.add_(1)
 

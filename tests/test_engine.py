@@ -150,3 +150,43 @@ def test_make_norm_and_init_errors():
         MLP(SIZES, activation="gelu")
     gaussian = MLP((784, 100, 10), init="gaussian", init_std=0.05, seed=0)
     assert abs(gaussian.net[0].weight.std().item() - 0.05) < 0.002
+
+
+def test_figure1_reduced_runs_and_plots(monkeypatch, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bncourse import data, experiments, plots
+
+    x_train, y_train, x_test, y_test = _toy(n_train=400, n_test=100)
+    def load(name, **kwargs):
+        if name == "mnist":
+            raise data.DataError("mnist needs a download")
+        grow = lambda x: np.tile(x, (1, 7, 7))  # noqa: E731  (4x4 toy images -> 28x28)
+        return data.Dataset(
+            name="mnist5k", title="toy", variant="test", source="generated", x_train=grow(x_train), y_train=y_train,
+            x_test=grow(x_test), y_test=y_test, num_classes=3, class_names=["0", "1", "2"], license="none",
+        )
+
+    monkeypatch.setattr(data, "load_dataset", load)
+    res = experiments.figure1(num_steps=40, eval_every=20, progress=False)
+    out = capsys.readouterr().out
+    assert "using the 5,000-image subset" in out and "data =" in out, "the substituted dataset is announced"
+    assert res.data["test_acc"].shape == (3, 3) and res.data["percentiles"].shape == (3, 3, 3)
+    assert res.config["networks"] == ["baseline", "bn", "baseline-xavier"]
+    assert res.meta["dataset"] == "mnist5k"
+    fig = plots.plot_figure1(res)
+    assert len(fig.axes) == 3 and all(ax.get_xlabel() for ax in fig.axes)
+    with pytest.raises(ValueError, match="scale"):
+        experiments.figure1(scale="huge")
+    nets = experiments.figure1_networks()
+    assert nets["bn"].init == nets["baseline"].init and nets["bn"].norm == "bn" and nets["baseline"].norm is None
+
+
+def test_bench_prints_ratios_last(capsys):
+    from bncourse import bench
+
+    ratios = bench.main(["--steps", "5", "--sweep", "2", "--repeats", "1", "--device", "cpu"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("speedup_single=") and "speedup_sweep=" in last
+    assert set(ratios) == {"speedup_single", "speedup_sweep"} and all(v > 0 for v in ratios.values())

@@ -2,7 +2,8 @@
 
 Build the book first (``scripts/vendor_assets.sh && jupyter-book build . -W -n --keep-going``), then
 ``pytest -m site``. The site root is ``$BNCOURSE_SITE`` (default ``<repo>/_build/html``) and the book
-sources are ``$BNCOURSE_SOURCE`` (default: two levels above the site root, i.e. the repository).
+sources are ``$BNCOURSE_SOURCE`` (default: two levels above the site root if that holds a _config.yml, else
+the repository).
 
 Each page is loaded once, served from a loopback HTTP server; any request to another host is aborted and
 recorded, so a page that needs the network (a CDN script, font or widget module) fails here.
@@ -25,7 +26,10 @@ pytestmark = pytest.mark.site
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = Path(os.environ.get("BNCOURSE_SITE", REPO / "_build" / "html")).resolve()
-SOURCE = Path(os.environ.get("BNCOURSE_SOURCE", SITE.parents[1])).resolve()
+# the book's sources: the folder the site was built from (<src>/_build/html) if it has _config.yml
+SOURCE = Path(
+    os.environ.get("BNCOURSE_SOURCE", SITE.parents[1] if (SITE.parents[1] / "_config.yml").is_file() else REPO)
+).resolve()
 CHROMIUM = os.environ.get("BNCOURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -52,7 +56,16 @@ TEX_LEFT_OVER = re.compile(
     r"\\(frac|sqrt|sum|prod|hat|bar|mu|sigma|gamma|beta|epsilon|varepsilon|partial|mathbf|mathrm|"
     r"mathcal|left|right|begin|end|cdot|times|top|in|to|ldots|dots)\b|\$[^$\n]*[\\^_{}][^$\n]*\$|\\\(|\\\["
 )
-PAGE_TIMEOUT_MS = 30_000
+PAGE_TIMEOUT_MS = 30_000  # loading a page
+WAIT_MS = 15_000  # MathJax typesetting, widget rendering, network idle
+# Console errors from the pinned theme stack that do not affect the page, each with its reason.
+KNOWN_CONSOLE_ERRORS = {
+    # sphinx-thebe 0.3.1 adds its inline config script (`const THEBE_JS_URL = ...`) twice on every page;
+    # the second copy throws, the first already defined the same constants.
+    "Identifier 'THEBE_JS_URL' has already been declared": "sphinx-thebe duplicate inline script",
+    # pydata-sphinx-theme reads localStorage.mode ("" on a first visit), logs this, then uses "auto".
+    "Got invalid theme mode: . Resetting to auto.": "pydata-sphinx-theme first visit (empty localStorage)",
+}
 
 
 def _is_redirect(html: str) -> bool:
@@ -75,11 +88,11 @@ def source_pages() -> list[str]:
 
 
 def notebook_pages() -> list[str]:
-    """Pages built from ``book/NN_*.md`` notebooks that have a paired ``.ipynb`` (opened by Colab)."""
+    """Pages built from ``book/**.md`` notebooks that have a paired ``.ipynb`` (what Colab opens)."""
     return sorted(
         md.relative_to(SOURCE).with_suffix(".html").as_posix()
-        for md in (SOURCE / "book").glob("[0-9][0-9]_*.md")
-        if md.with_suffix(".ipynb").exists()
+        for md in (SOURCE / "book").rglob("*.md")
+        if md.with_suffix(".ipynb").exists() and not any(p.startswith((".", "_")) for p in md.parts)
     )
 
 
@@ -144,7 +157,17 @@ class PageReport:
     widgets: dict = field(default_factory=dict)
     colab_links: list[str] = field(default_factory=list)
     mathjax_scripts: list[str] = field(default_factory=list)
+    mathjax_status: str = "not on the page"
+    timeouts: list[str] = field(default_factory=list)
 
+
+# Resolves to "typeset" once MathJax 3 has typeset the page, else says why not.
+_MATHJAX_WAIT_JS = """(ms) => {
+  const mj = window.MathJax;
+  if (!mj || !mj.startup || !mj.startup.promise) return Promise.resolve('MathJax 3 did not load');
+  const late = new Promise(ok => setTimeout(() => ok(`MathJax did not finish within ${ms} ms`), ms));
+  return Promise.race([mj.startup.promise.then(() => 'typeset', e => `MathJax failed: ${e}`), late]);
+}"""
 
 # Evaluated in the page once everything has settled.
 _MATH_JS = """() => {
@@ -178,62 +201,79 @@ _WIDGETS_JS = """() => {
 
 
 @pytest.fixture(scope="session")
-def visit(browser, site_url):
-    """``visit(page) -> PageReport``: load a page once per session and record what happened."""
+def visit(request):
+    """``visit(page) -> PageReport``: load a page once per session and record what happened.
+
+    The browser and server start on the first real visit, so that without a build the page tests fail
+    with BUILD_HINT (rather than erroring in a fixture).
+    """
     reports: dict[str, PageReport] = {}
 
     def _visit(page: str) -> PageReport:
-        if page == MISSING:
+        if page == MISSING or not SITE.is_dir():
             pytest.fail(BUILD_HINT, pytrace=False)
-        if page in reports:
-            return reports[page]
-        report = PageReport(page)
-        context = browser.new_context(service_workers="block")
-
-        def route(r):
-            url = r.request.url
-            if urlsplit(url).hostname == "127.0.0.1":
-                r.continue_()
-            else:
-                report.offsite_requests.append(url)
-                r.abort("blockedbyclient")
-
-        context.route("**/*", route)
-        tab = context.new_page()
-        tab.on("console", lambda m: m.type == "error" and report.console_errors.append(f"{m.text} @ {m.location}"))
-        tab.on("pageerror", lambda e: report.console_errors.append(f"uncaught: {e}"))
-        tab.on("response", lambda r: r.status >= 400 and report.bad_responses.append(f"{r.status} {r.url}"))
-        try:
-            tab.goto(site_url + page, wait_until="load", timeout=PAGE_TIMEOUT_MS)
-            html = _html(page)
-            if 'class="math' in html:
-                tab.wait_for_function(
-                    "() => window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=PAGE_TIMEOUT_MS
-                )
-                tab.evaluate("() => MathJax.startup.promise")
-            if WIDGET_STATE in html:
-                # html-manager renders on window load, asynchronously: wait for the first widget view
-                try:
-                    tab.wait_for_selector(".widget-subarea .jupyter-widgets", timeout=PAGE_TIMEOUT_MS)
-                except Exception:  # reported by test_widgets_render
-                    pass
-                tab.wait_for_timeout(500)  # let the remaining views (and their images) attach
-            tab.wait_for_load_state("networkidle", timeout=PAGE_TIMEOUT_MS)
-            report.math = tab.evaluate(_MATH_JS)
-            report.images = tab.evaluate(_IMAGES_JS)
-            report.widgets = tab.evaluate(_WIDGETS_JS)
-            report.colab_links = tab.eval_on_selector_all(
-                'a[href*="colab.research.google.com"]', "els => els.map(e => e.href)"
-            )
-            report.mathjax_scripts = tab.eval_on_selector_all(
-                'script[src*="_static/mathjax/"]', "els => els.map(e => e.getAttribute('src'))"
-            )
-        finally:
-            context.close()
-        reports[page] = report
-        return report
+        if page not in reports:
+            reports[page] = _load(request.getfixturevalue("browser"), request.getfixturevalue("site_url"), page)
+        return reports[page]
 
     return _visit
+
+
+def _load(browser, site_url: str, page: str) -> PageReport:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    report = PageReport(page)
+    html = _html(page)
+    context = browser.new_context(service_workers="block")
+
+    def route(r):
+        if urlsplit(r.request.url).hostname == "127.0.0.1":
+            r.continue_()
+        else:
+            report.offsite_requests.append(r.request.url)
+            r.abort("blockedbyclient")
+
+    def console_error(text: str) -> None:
+        if not any(known in text for known in KNOWN_CONSOLE_ERRORS):
+            report.console_errors.append(text)
+
+    context.route("**/*", route)
+    tab = context.new_page()
+    tab.on("console", lambda m: m.type == "error" and console_error(f"{m.text} @ {m.location.get('url')}"))
+    tab.on("pageerror", lambda e: console_error(f"uncaught: {e}"))
+
+    def response(r) -> None:
+        # the site has no favicon; browsers ask for /favicon.ico on their own
+        if r.status >= 400 and not urlsplit(r.url).path.endswith("/favicon.ico"):
+            report.bad_responses.append(f"{r.status} {r.url}")
+
+    tab.on("response", response)
+    try:
+        tab.goto(site_url + page, wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        if 'class="math' in html:
+            # MathJax is a deferred script, so it has run by the load event; wait for its typesetting
+            report.mathjax_status = tab.evaluate(_MATHJAX_WAIT_JS, WAIT_MS)
+        if WIDGET_STATE in html:
+            # html-manager renders on window load, asynchronously: wait for the first widget view
+            try:
+                tab.wait_for_selector(".widget-subarea .jupyter-widgets", timeout=WAIT_MS)
+                tab.wait_for_timeout(500)  # let the remaining views (and their images) attach
+            except PlaywrightTimeout:
+                report.timeouts.append(f"no widget rendered within {WAIT_MS} ms")
+        try:
+            tab.wait_for_load_state("networkidle", timeout=WAIT_MS)
+        except PlaywrightTimeout:
+            report.timeouts.append(f"network not idle within {WAIT_MS} ms")
+        report.math = tab.evaluate(_MATH_JS)
+        report.images = tab.evaluate(_IMAGES_JS)
+        report.widgets = tab.evaluate(_WIDGETS_JS)
+        report.colab_links = tab.eval_on_selector_all('a[href*="colab.research.google.com"]', "a => a.map(e => e.href)")
+        report.mathjax_scripts = tab.eval_on_selector_all(
+            'script[src*="_static/mathjax/"]', "els => els.map(e => e.getAttribute('src'))"
+        )
+    finally:
+        context.close()
+    return report
 
 
 # ------------------------------------------------------------------------------------------------- tests
@@ -258,9 +298,12 @@ def test_vendored_assets_are_in_the_site():
 @pytest.mark.parametrize("page", _params(PAGES))
 def test_page_is_offline_and_error_free(visit, page):
     report = visit(page)
-    assert not report.offsite_requests, f"{page} requested other hosts (the site must work offline)"
+    assert not report.offsite_requests, (
+        f"{page} requested other hosts (the site must work offline): {report.offsite_requests}"
+    )
     assert not report.bad_responses, f"{page}: failed loads: {report.bad_responses}"
     assert not report.console_errors, f"{page}: console errors: {report.console_errors}"
+    assert not report.timeouts, f"{page}: {report.timeouts}"
     # JB1 injects every .js of a root _static/ folder into every page: if the vendored MathJax tree ever
     # ends up there, every page loads hundreds of scripts. Only the entry point may be a <script>.
     assert all("tex-chtml.js" in s for s in report.mathjax_scripts), report.mathjax_scripts
@@ -271,14 +314,24 @@ def test_images_load_and_have_alt_text(visit, page):
     report = visit(page)
     broken = [i["src"][:120] for i in report.images if not i["loaded"]]
     assert not broken, f"{page}: images not loaded: {broken}"
-    no_alt = [i["src"][:120] for i in report.images if not (i["alt"] or "").strip()]
+    # Images drawn by widgets (an Output widget's figure) come from the widget state via html-manager,
+    # which sets no alt text: only the page's own images are held to it.
+    own = [i for i in report.images if not i["in_widget"]]
+    no_alt = [i["src"][:120] for i in own if not (i["alt"] or "").strip()]
     assert not no_alt, f"{page}: images without alt text: {no_alt}"
+    # myst-nb's default alt text for a cell's figure is the image's own path: say what the figure shows.
+    path_alt = [i["src"] for i in own if Path(i["alt"]).name == Path(i["src"]).name]
+    assert not path_alt, (
+        f"{page}: {len(path_alt)} figure(s) whose alt text is their file name: {path_alt[:3]}; give the cell "
+        "`mystnb: {image: {alt: ...}}` metadata (or use a {figure}/{glue:figure} with a caption)"
+    )
 
 
 @pytest.mark.parametrize("page", _params(MATH_PAGES))
 def test_math_is_rendered_by_mathjax(visit, page):
     report = visit(page)
     math = report.math
+    assert report.mathjax_status == "typeset", f"{page}: {report.mathjax_status}"
     assert math["n_math"] > 0, f"{page}: expected .math elements"
     assert math["n_mjx"] > 0, f"{page}: MathJax rendered nothing (is _static/mathjax/tex-chtml.js there?)"
     assert not math["unrendered"], f"{page}: math left as TeX: {math['unrendered'][:5]}"
