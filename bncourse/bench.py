@@ -57,8 +57,18 @@ def engine_seconds(x: np.ndarray, y: np.ndarray, num_steps: int, k: int, norm: s
     one evaluation at the end on 1,000 examples)."""
     configs = [RunConfig(lr=0.5, norm=norm, seed=s) for s in range(k)]
     t0 = time.perf_counter()
-    train_mlps(configs, x, y, x[:1000], y[:1000], num_steps=num_steps, batch_size=60, eval_every=num_steps,
-               device=device, progress=False)
+    train_mlps(
+        configs,
+        x,
+        y,
+        x[:1000],
+        y[:1000],
+        num_steps=num_steps,
+        batch_size=60,
+        eval_every=num_steps,
+        device=device,
+        progress=False,
+    )
     return time.perf_counter() - t0
 
 
@@ -89,8 +99,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "engineK": best["engineK"] / (args.steps * args.sweep),
     }
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name} | torch {torch.__version__} | {args.steps} steps, batch 60, norm={args.norm}, "
-          f"best of {args.repeats}")
+    print(
+        f"device: {name} | torch {torch.__version__} | {args.steps} steps, batch 60, norm={args.norm}, "
+        f"best of {args.repeats}"
+    )
     print(f"{'run':<40}{'total s':>10}{'us / model-step':>18}")
     print(f"{'plain loop, 1 model':<40}{best['plain']:>10.3f}{per_step['plain'] * 1e6:>18.1f}")
     print(f"{'engine, 1 model':<40}{best['engine1']:>10.3f}{per_step['engine1'] * 1e6:>18.1f}")

@@ -247,9 +247,17 @@ def figure1_networks(init_std: float = 0.05, lr: float = 0.5, seed: int = 0) -> 
     }
 
 
-def figure1(scale: str = "reduced", dataset: str | None = None, num_steps: int | None = None,
-            eval_every: int | None = None, init_std: float = 0.05, lr: float = 0.5, seed: int = 0,
-            device: str | None = None, progress: bool = True) -> Result:
+def figure1(
+    scale: str = "reduced",
+    dataset: str | None = None,
+    num_steps: int | None = None,
+    eval_every: int | None = None,
+    init_std: float = 0.05,
+    lr: float = 0.5,
+    seed: int = 0,
+    device: str | None = None,
+    progress: bool = True,
+) -> Result:
     """The BN paper's Figure 1: test accuracy and a last-hidden-layer sigmoid input's 15/50/85th percentiles.
 
     Trains the three networks of :func:`figure1_networks` at once with :func:`bncourse.engine.train_mlps`
@@ -282,14 +290,44 @@ def figure1(scale: str = "reduced", dataset: str | None = None, num_steps: int |
         ds = bdata.load_dataset("mnist5k")
     print(f"Figure 1 ({scale}): data = {ds.describe()}")
     nets = figure1_networks(init_std=init_std, lr=lr, seed=seed)
-    out = train_mlps(list(nets.values()), ds.x_train, ds.y_train, ds.x_test, ds.y_test,
-                     num_steps=cfg["num_steps"], batch_size=60, eval_every=cfg["eval_every"], device=device,
-                     progress=progress)
-    config = {"scale": scale, "num_steps": cfg["num_steps"], "eval_every": cfg["eval_every"], "batch_size": 60,
-              "lr": lr, "init_std": init_std, "seed": seed, "networks": list(nets), "record_unit": 0}
-    data = {"steps": out["steps"], "test_acc": out["test_acc"], "train_loss": out["train_loss"],
-            "percentiles": out["percentiles"]}
+    out = train_mlps(
+        list(nets.values()),
+        ds.x_train,
+        ds.y_train,
+        ds.x_test,
+        ds.y_test,
+        num_steps=cfg["num_steps"],
+        batch_size=60,
+        eval_every=cfg["eval_every"],
+        device=device,
+        progress=progress,
+    )
+    config = {
+        "scale": scale,
+        "num_steps": cfg["num_steps"],
+        "eval_every": cfg["eval_every"],
+        "batch_size": 60,
+        "lr": lr,
+        "init_std": init_std,
+        "seed": seed,
+        "networks": list(nets),
+        "record_unit": 0,
+    }
+    data = {
+        "steps": out["steps"],
+        "test_acc": out["test_acc"],
+        "train_loss": out["train_loss"],
+        "percentiles": out["percentiles"],
+    }
     meta = _meta(ds.describe(), started)
-    meta.update({"device": out["device"], "cuda_graph": out["cuda_graph"], "train_wall_time_s": out["wall_time_s"],
-                 "dataset": ds.name, "num_train": len(ds.x_train), "num_test": len(ds.x_test)})
+    meta.update(
+        {
+            "device": out["device"],
+            "cuda_graph": out["cuda_graph"],
+            "train_wall_time_s": out["wall_time_s"],
+            "dataset": ds.name,
+            "num_train": len(ds.x_train),
+            "num_test": len(ds.x_test),
+        }
+    )
     return Result("figure1", config, data, meta)

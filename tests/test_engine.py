@@ -159,13 +159,23 @@ def test_figure1_reduced_runs_and_plots(monkeypatch, capsys):
     from bncourse import data, experiments, plots
 
     x_train, y_train, x_test, y_test = _toy(n_train=400, n_test=100)
+
     def load(name, **kwargs):
         if name == "mnist":
             raise data.DataError("mnist needs a download")
         grow = lambda x: np.tile(x, (1, 7, 7))  # noqa: E731  (4x4 toy images -> 28x28)
         return data.Dataset(
-            name="mnist5k", title="toy", variant="test", source="generated", x_train=grow(x_train), y_train=y_train,
-            x_test=grow(x_test), y_test=y_test, num_classes=3, class_names=["0", "1", "2"], license="none",
+            name="mnist5k",
+            title="toy",
+            variant="test",
+            source="generated",
+            x_train=grow(x_train),
+            y_train=y_train,
+            x_test=grow(x_test),
+            y_test=y_test,
+            num_classes=3,
+            class_names=["0", "1", "2"],
+            license="none",
         )
 
     monkeypatch.setattr(data, "load_dataset", load)
