@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from bncourse import checks
+from bncourse.checks import batchnorm as checks
 from bncourse.checks import check_batchnorm_backward, check_batchnorm_backward_alt, check_batchnorm_forward
 from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
 

@@ -200,3 +200,46 @@ def test_bench_prints_ratios_last(capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("speedup_single=") and "speedup_sweep=" in last
     assert set(ratios) == {"speedup_single", "speedup_sweep"} and all(v > 0 for v in ratios.values())
+
+
+def test_train_models_equals_plain_loop_for_a_convnet():
+    from bncourse.train import images_to_tensor, train_models
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (80, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 80)
+    cfg = {"lr": 0.05, "norm": "bn", "seed": 2, "data_seed": 4}
+    make = lambda c: LeNet(norm=c["norm"], seed=c["seed"]).double()  # noqa: E731
+    torch.set_default_dtype(torch.float64)
+    try:
+        res = train_models(make, [cfg], x, y, x[:20], y[:20], num_steps=6, batch_size=8, eval_every=3, progress=False)
+        model = make(cfg)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        xt, yt = images_to_tensor(x, "cpu", torch.float64), torch.tensor(y)
+        idx = batch_indices(80, 8, 6, 4)
+        losses = []
+        for t in range(6):
+            loss = F.cross_entropy(model(xt[idx[t]]), yt[idx[t]])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_default_dtype(torch.float32)
+    np.testing.assert_allclose(res["train_loss"][0, 1:], [np.mean(losses[:3]), np.mean(losses[3:])], rtol=1e-10)
+    for p, q in zip(res["models"][0].parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert res["test_acc"].shape == (1, 3) and list(res["steps"]) == [0, 3, 6]
+    with pytest.raises(ValueError):
+        train_models(make, [], x, y, x, y, num_steps=1)
+
+
+def test_images_to_tensor_layouts():
+    from bncourse.train import images_to_tensor
+
+    gray = images_to_tensor(np.full((2, 5, 5), 255, dtype=np.uint8), "cpu")
+    assert gray.shape == (2, 1, 5, 5) and float(gray.max()) == 1.0
+    rgb = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    rgb[..., 2] = 255
+    t = images_to_tensor(rgb, "cpu")
+    assert t.shape == (2, 3, 4, 4) and float(t[:, 2].min()) == 1.0 and float(t[:, 0].max()) == 0.0

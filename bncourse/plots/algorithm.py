@@ -1,4 +1,4 @@
-"""Matplotlib figures of :class:`bncourse.experiments.Result` objects. Plots draw; they never train."""
+"""Chapter 3's figures."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bncourse.experiments import Result
+from bncourse.plots.base import expect
 
-__all__ = ["plot_backward_timing", "plot_bn_activations", "plot_figure1", "plot_identity_fit"]
-
-
-def _expect(result: Result, name: str) -> None:
-    if result.name != name:
-        raise ValueError(f"this plot draws a {name!r} result; got {result.name!r}")
+__all__ = ["plot_backward_timing", "plot_bn_activations", "plot_identity_fit"]
 
 
 def plot_bn_activations(result: Result, fig: Figure | None = None) -> Figure:
@@ -23,7 +19,7 @@ def plot_bn_activations(result: Result, fig: Figure | None = None) -> Figure:
         result: from :func:`bncourse.experiments.bn_activations`.
         fig: a figure to draw into (a widget redraws the same one); a new one if None.
     """
-    _expect(result, "bn_activations")
+    expect(result, "bn_activations")
     cfg, d = result.config, result.data
     fig = fig or plt.figure(figsize=(10, 3.4))
     fig.clear()
@@ -48,7 +44,7 @@ def plot_bn_activations(result: Result, fig: Figure | None = None) -> Figure:
 
 def plot_identity_fit(result: Result) -> Figure:
     """Gamma and beta learned by SGD against the values that make BN the identity, and the loss."""
-    _expect(result, "fit_identity")
+    expect(result, "fit_identity")
     cfg, d = result.config, result.data
     steps = np.arange(len(d["gamma"]))
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -66,7 +62,7 @@ def plot_identity_fit(result: Result) -> Figure:
 
 def plot_backward_timing(result: Result) -> Figure:
     """Seconds per call of the staged and compact numpy backward against batch size (log-log)."""
-    _expect(result, "backward_timing")
+    expect(result, "backward_timing")
     d = result.data
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.loglog(d["batch_sizes"], np.asarray(d["staged_s"]) * 1e6, "o-", label="staged (graph, node by node)")
@@ -77,37 +73,5 @@ def plot_backward_timing(result: Result) -> Figure:
         title=f"numpy BN backward on {result.meta.get('device', 'cpu')}",
     )
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-FIGURE1_LABELS = {"baseline": "without BN", "bn": "with BN", "baseline-xavier": "without BN, Xavier init"}
-
-
-def plot_figure1(result: Result) -> Figure:
-    """The BN paper's Figure 1: (a) test accuracy against steps; (b, c) the 15/50/85th percentiles of one
-    last-hidden-layer sigmoid input without and with BN."""
-    _expect(result, "figure1")
-    d, cfg = result.data, result.config
-    steps = np.asarray(d["steps"])
-    nets = list(cfg["networks"])
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    styles = {"baseline": ("tab:red", "--"), "bn": ("tab:blue", "-"), "baseline-xavier": ("tab:gray", ":")}
-    for k, net in enumerate(nets):
-        color, ls = styles.get(net, ("k", "-"))
-        axes[0].plot(steps, d["test_acc"][k], color=color, ls=ls, label=FIGURE1_LABELS.get(net, net))
-    axes[0].set(xlabel="training step", ylabel="test accuracy", title="(a) test accuracy", ylim=(0.0, 1.0))
-    axes[0].legend(fontsize=8, loc="lower right")
-    for ax, net, tag in ((axes[1], "baseline", "(b) without BN"), (axes[2], "bn", "(c) with BN")):
-        pct = np.asarray(d["percentiles"])[nets.index(net)]  # (E, 3)
-        for j, q in enumerate((15, 50, 85)):
-            ax.plot(steps[1:], pct[1:, j], color="k", lw=1.5 if q == 50 else 0.8, label=f"{q}th percentile")
-        ax.set(xlabel="training step", ylabel="sigmoid input", title=f"{tag}: one last-layer unit")
-        ax.legend(fontsize=8)
-    lo = min(ax.get_ylim()[0] for ax in axes[1:])
-    hi = max(ax.get_ylim()[1] for ax in axes[1:])
-    for ax in axes[1:]:
-        ax.set_ylim(lo, hi)
-    fig.suptitle(f"{result.meta.get('data', '')} | {result.meta.get('device', '')}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,0 +1,55 @@
+"""The result object every experiment returns, and the metadata it carries."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Result", "make_meta"]
+
+
+@dataclass
+class Result:
+    """What an experiment returns: its name, the config it ran with, its arrays, and metadata."""
+
+    name: str
+    config: dict[str, Any]
+    data: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON (arrays become nested lists)."""
+        path = Path(path)
+        payload = {
+            "name": self.name,
+            "config": self.config,
+            "meta": self.meta,
+            "data": {k: np.asarray(v).tolist() for k, v in self.data.items()},
+        }
+        path.write_text(json.dumps(payload, indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Result:
+        """Read a result written by :meth:`save`; lists come back as numpy arrays."""
+        payload = json.loads(Path(path).read_text())
+        data = {k: np.asarray(v) for k, v in payload["data"].items()}
+        return cls(payload["name"], payload["config"], data, payload["meta"])
+
+
+def make_meta(data: str, started: float) -> dict[str, Any]:
+    return {
+        "data": data,
+        "device": "cpu",
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "wall_time_s": round(time.perf_counter() - started, 4),
+    }
