@@ -2,6 +2,8 @@
 dbeta)`` backwards) and torch modules with PyTorch's exact semantics.
 
 - :mod:`~bncourse.norms.batchnorm` - Batch Normalization (chapter 3).
+- :mod:`~bncourse.norms.remedies` - Ghost BN and Batch Renormalization (chapter 6).
+- :mod:`~bncourse.norms.sync` - cross-process SyncBN from scratch with ``torch.distributed`` (chapter 6).
 - :mod:`~bncourse.norms.group` - Layer, Instance, Group Norm, RMSNorm and Weight Norm (chapter 7).
 """
 
@@ -27,10 +29,15 @@ from bncourse.norms.group import (
     rmsnorm_backward,
     rmsnorm_forward,
 )
+from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
+from bncourse.norms.sync import SyncBatchNorm
 
 __all__ = [
     "BatchNorm",
     "BatchNormFunction",
+    "BatchRenorm",
+    "GhostBatchNorm",
+    "SyncBatchNorm",
     "GroupNorm",
     "InstanceNorm",
     "LayerNorm",
