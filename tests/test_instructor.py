@@ -1,0 +1,59 @@
+"""Instructors' kit: student copies stub every solution; grading reports per exercise with the hint."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from bncourse.instructor import BEGIN, END, STUB, exercise_cells, grade, main, make_student_copy, stub_solutions
+
+EXERCISES = sorted((Path(__file__).resolve().parent.parent / "book" / "exercises").glob("*.ipynb"))
+
+
+def test_stub_solutions_keeps_markers_and_indentation():
+    src = f"def f(x):\n    {BEGIN}\n    y = x + 1\n    {END}\n    return y\n"
+    out = stub_solutions(src)
+    assert "x + 1" not in out and f"    {STUB}" in out and BEGIN in out and END in out and "return y" in out
+    for bad in (f"{BEGIN}\n", f"{END}\n", f"{BEGIN}\n{BEGIN}\n{END}\n"):
+        with pytest.raises(ValueError):
+            stub_solutions(bad)
+    assert stub_solutions("x = 1") == "x = 1"
+
+
+def test_exercise_notebooks_exist():
+    assert any(p.name == "03_batchnorm_exercises.ipynb" for p in EXERCISES)
+
+
+@pytest.mark.parametrize("solution", EXERCISES, ids=lambda p: p.name)
+def test_student_copy_fails_every_exercise_and_solution_passes_all(solution, tmp_path):
+    student = make_student_copy(solution, tmp_path / solution.name)
+    nb = nbformat.read(str(student), as_version=4)
+    assert not any("solution-start" in c.source for c in nb.cells)
+    assert sum(STUB in c.source for c in nb.cells) >= 3, "at least three graded exercises"
+    failed = grade(student)
+    assert len(failed) >= 3 and not any(r.passed for r in failed)
+    assert all("check_" in r.message for r in failed), [r.message for r in failed]
+    passed = grade(solution)
+    assert [r.title for r in passed] == [r.title for r in failed] and all(r.passed for r in passed)
+
+
+def test_partly_done_copy_and_cli(tmp_path, capsys):
+    solution = EXERCISES[[p.name for p in EXERCISES].index("03_batchnorm_exercises.ipynb")]
+    student = make_student_copy(solution, tmp_path / "s.ipynb")
+    nb = nbformat.read(str(student), as_version=4)
+    original = nbformat.read(str(solution), as_version=4)
+    first = next(i for i, c in enumerate(nb.cells) if STUB in c.source)
+    nb.cells[first] = original.cells[
+        [c.source for c in original.cells].index(
+            next(c.source for c in original.cells if c.source.startswith(nb.cells[first].source.split("\n")[0]))
+        )
+    ]
+    nbformat.write(nb, str(student))
+    results = grade(student)
+    assert [r.passed for r in results] == [True, False, False]
+    assert main(["grade", str(student)]) == 1
+    out = capsys.readouterr().out
+    assert "1/3 exercises passed" in out and "[FAIL]" in out and "[PASS]" in out
+    assert exercise_cells(original) and len(exercise_cells(original)) == 3
+    assert main(["student", str(solution), "--out", str(tmp_path / "copies")]) == 0
+    assert (tmp_path / "copies" / solution.name).exists()
