@@ -18,6 +18,7 @@ apt_install() {  # apt_install PACKAGE...: as root, or through sudo
 debs=()
 [ -d /usr/share/datasets/fashion-mnist ] || debs+=(dataset-fashion-mnist)  # full Fashion-MNIST, offline
 [ "$need_browser" = 1 ] && [ ! -x /usr/bin/chromium ] && debs+=(chromium)    # browser tests
+command -v npm >/dev/null || debs+=(nodejs npm)                               # vendoring web assets
 if [ ${#debs[@]} -gt 0 ]; then
   echo "[setup] installing Debian packages: ${debs[*]}"
   apt_install "${debs[@]}"
