@@ -50,6 +50,7 @@ BUILD_HINT = (
 GENERATED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "jupyter_execute"}
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # a widget shown as a live view (not a static view)
 # Rendered widgets (ipywidgets 8 controls) that html-manager inserts before each view script.
 WIDGET_SELECTOR = ".widget-subarea .jupyter-widgets, .jupyter-widgets.widget-slider, .widget-inline-hbox"
 TEX_LEFT_OVER = re.compile(
@@ -102,7 +103,7 @@ def _html(page: str) -> str:
 
 PAGES = source_pages()
 MATH_PAGES = [p for p in PAGES if 'class="math' in _html(p)]
-WIDGET_PAGES = [p for p in PAGES if WIDGET_STATE in _html(p)]
+WIDGET_PAGES = [p for p in PAGES if WIDGET_VIEW in _html(p)]
 NOTEBOOK_PAGES = notebook_pages()
 MISSING = "<site not built>"  # a parameter that makes the page tests fail (not skip) without a build
 
@@ -253,7 +254,7 @@ def _load(browser, site_url: str, page: str) -> PageReport:
         if 'class="math' in html:
             # MathJax is a deferred script, so it has run by the load event; wait for its typesetting
             report.mathjax_status = tab.evaluate(_MATHJAX_WAIT_JS, WAIT_MS)
-        if WIDGET_STATE in html:
+        if WIDGET_VIEW in html:
             # html-manager renders on window load, asynchronously: wait for the first widget view
             try:
                 tab.wait_for_selector(".widget-subarea .jupyter-widgets", timeout=WAIT_MS)
@@ -290,7 +291,7 @@ def test_vendored_assets_are_in_the_site():
     static = SITE / "_static"
     for asset in ("mathjax/tex-chtml.js", "mathjax/output/chtml/fonts/woff-v2/MathJax_Main-Regular.woff"):
         assert (static / asset).is_file(), f"{asset} missing from the site: run scripts/vendor_assets.sh and rebuild"
-    if WIDGET_PAGES:
+    if any(WIDGET_STATE in _html(p) for p in PAGES):
         for asset in ("require.js", "html-manager/embed-amd.js"):
             assert (static / asset).is_file(), f"{asset} missing: run scripts/vendor_assets.sh and rebuild"
 

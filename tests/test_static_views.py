@@ -1,0 +1,128 @@
+"""Static interactive views: precomputed figures switched by plain JavaScript, no kernel needed."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import ipywidgets
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+
+from bncourse.static_views import figure_grid_html, live_or_static
+
+SITE = Path(os.environ.get("BNCOURSE_SITE", Path(__file__).resolve().parents[1] / "_build" / "html")).resolve()
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-sync",
+]
+
+
+def _render(a, b):
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [0, a if b == "up" else -a])
+    ax.set(xlabel="x", ylabel="y")
+    return fig
+
+
+def test_grid_html_has_every_frame_and_controls():
+    html = figure_grid_html(_render, {"a": [1, 2, 3], "b": ["up", "down"]}, {"a": 2, "b": "down"}, alt="lines")
+    assert html.count('"0,0"') == 1 and '"2,1"' in html and 'type="range"' in html and "<select" in html
+    assert 'value="1"' in html and "selected" in html and 'alt="lines"' in html
+    with pytest.raises(ValueError, match="default"):
+        figure_grid_html(_render, {"a": [1, 2]}, {"a": 5}, alt="x")
+
+
+def test_live_or_static_bundle_has_both_renderings():
+    bundle = live_or_static(
+        ipywidgets.IntSlider(), lambda a: _render(a, "up"), {"a": [1, 2]}, {"a": 1}, alt="x"
+    )._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and "bncourse-static-view" in bundle["text/html"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        yield b
+        b.close()
+
+
+def _serve(root: Path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _exercise_views(page) -> list[str]:
+    """Move every control of every static view on the page; return what did not respond."""
+    problems = []
+    views = page.locator(".bncourse-static-view")
+    for i in range(views.count()):
+        view = views.nth(i)
+        img = view.locator("img")
+        controls = view.locator("[data-control]")
+        assert controls.count() > 0
+        for j in range(controls.count()):
+            before = (img.get_attribute("src"), view.get_attribute("data-key"))
+            control = controls.nth(j)
+            if control.evaluate("e => e.tagName") == "SELECT":
+                n = control.locator("option").count()
+                control.select_option(str((int(control.input_value()) + 1) % n))
+            else:
+                hi = int(control.get_attribute("max"))
+                control.fill(str((int(control.input_value()) + 1) % (hi + 1)))
+            after = (img.get_attribute("src"), view.get_attribute("data-key"))
+            loaded = img.evaluate("e => e.complete && e.naturalWidth > 0")
+            if after[1] == before[1] or after[0] == before[0] or not loaded:
+                problems.append(f"view {i}, control {j}: key {before[1]} -> {after[1]}, image loaded={loaded}")
+    return problems
+
+
+def test_view_responds_in_chromium(browser, tmp_path):
+    html = figure_grid_html(_render, {"a": [1, 2, 3], "b": ["up", "down"]}, {"a": 1, "b": "up"}, alt="lines")
+    (tmp_path / "index.html").write_text(f"<html><body>{html}</body></html>")
+    server = _serve(tmp_path)
+    try:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+        assert page.locator("img").evaluate("e => e.naturalWidth") > 0
+        assert not _exercise_views(page) and not errors
+        assert "a = 3" in page.locator("img").get_attribute("alt") or "a = 2" in page.locator("img").get_attribute(
+            "alt"
+        )
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.site
+def test_book_static_views_respond(browser):
+    if not (SITE / "index.html").is_file():
+        pytest.fail(f"no built website at {SITE}: run scripts/build_book.sh first")
+    pages = [p for p in SITE.rglob("*.html") if "bncourse-static-view" in p.read_text(errors="replace")]
+    assert pages, "no page of the book has a static interactive view"
+    server = _serve(SITE)
+    try:
+        for p in pages:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/{p.relative_to(SITE).as_posix()}")
+            assert not _exercise_views(page), p
+            page.close()
+    finally:
+        server.shutdown()
