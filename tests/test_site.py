@@ -134,15 +134,7 @@ def site_url():
     server.server_close()
 
 
-@pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM} (set BNCOURSE_CHROMIUM)", pytrace=False)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+# the session-wide Chromium (`browser`) lives in conftest.py, shared with test_static_views.py
 
 
 @dataclass

@@ -51,15 +51,6 @@ def test_live_or_static_bundle_has_both_renderings():
     assert "application/vnd.jupyter.widget-view+json" in bundle and "bncourse-static-view" in bundle["text/html"]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        yield b
-        b.close()
-
-
 def _serve(root: Path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
     handler.log_message = lambda *a: None
