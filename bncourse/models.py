@@ -17,7 +17,7 @@ from bncourse.norms import BatchNorm
 __all__ = ["MLP", "LeNet", "SmallVGG", "make_norm", "paper_mlp"]
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
-NORMS = (None, "bn", "bn-ours")
+NORMS = (None, "bn", "bn-ours", "gn", "ln", "in")
 
 
 def make_norm(norm: str | None, num_features: int) -> nn.Module:
@@ -25,6 +25,14 @@ def make_norm(norm: str | None, num_features: int) -> nn.Module:
 
     ``"bn"`` is PyTorch's ``nn.BatchNorm1d/2d`` semantics through ``F.batch_norm`` (fast);
     ``"bn-ours"`` is :class:`bncourse.norms.BatchNorm`, the same maths from plain tensor ops.
+    The alternatives (chapter 7) use no batch statistics and behave the same in training and eval mode:
+
+    - ``"gn"``: ``nn.GroupNorm(G, C)`` with ``G = min(32, C // 4)`` groups (at most the paper's 32, at
+      least 4 channels per group), lowered to the nearest divisor of ``C``; for ``C < 8`` that is G = 1;
+    - ``"ln"``: ``nn.GroupNorm(1, C)``: Layer Norm over ``(C, H, W)`` with a per-channel gamma and beta, as in
+      the Group Norm paper; on a fully connected layer's ``(N, C)`` this is exactly ``nn.LayerNorm(C)``;
+    - ``"in"``: ``nn.InstanceNorm2d(C, affine=True)``, per example and channel over ``(H, W)``; conv layers
+      only (an ``(N, C)`` input has one value per channel, and InstanceNorm2d rejects it).
     """
     if norm is None:
         return nn.Identity()
@@ -32,6 +40,15 @@ def make_norm(norm: str | None, num_features: int) -> nn.Module:
         return _FastBN(num_features)
     if norm == "bn-ours":
         return BatchNorm(num_features)
+    if norm == "gn":
+        groups = max(1, min(32, num_features // 4))
+        while num_features % groups:
+            groups -= 1
+        return nn.GroupNorm(groups, num_features)
+    if norm == "ln":
+        return nn.GroupNorm(1, num_features)
+    if norm == "in":
+        return nn.InstanceNorm2d(num_features, affine=True)
     raise ValueError(f"norm must be one of {NORMS}; got {norm!r}")
 
 

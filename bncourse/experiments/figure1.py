@@ -9,7 +9,7 @@ from bncourse import data as bdata
 from bncourse.engine import RunConfig, train_mlps
 from bncourse.experiments.result import Result, make_meta
 
-__all__ = ["FIGURE1_SCALES", "figure1", "figure1_networks"]
+__all__ = ["FIGURE1_SCALES", "figure1", "figure1_full", "figure1_networks"]
 
 FIGURE1_SCALES = {
     # the paper's Section 4.1: 50,000 steps of batch 60, evaluated every 500 (GPU: seconds with the engine)
@@ -114,3 +114,8 @@ def figure1(
         }
     )
     return Result("figure1", config, data, meta)
+
+
+def figure1_full() -> Result:
+    """Figure 1 at the paper's scale (what ``python -m bncourse.reproduce figure1-full`` stores)."""
+    return figure1("full")

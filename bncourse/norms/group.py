@@ -9,7 +9,9 @@ axes, per example:
   ``(C, *spatial)``; G = C: Instance Norm);
 - RMSNorm: no mean, only the root mean square over the last dims.
 
-numpy references follow :mod:`bncourse.norms.batchnorm`: ``(out, cache)`` and ``(dx, dgamma, dbeta)``.
+numpy references follow :mod:`bncourse.norms.batchnorm`: ``(out, cache)`` and ``(dx, dgamma, dbeta)``
+(Instance Norm: Group Norm with G = C; Weight Norm, a linear layer ``x @ w.T + b`` with ``w = g v / ||v||``:
+``(dx, dv, dg, db)``).
 The torch modules match ``nn.LayerNorm``, ``nn.GroupNorm``, ``nn.InstanceNorm2d`` (``affine``, no running
 statistics), ``nn.RMSNorm`` and ``torch.nn.utils.parametrizations.weight_norm``.
 """
@@ -28,10 +30,14 @@ __all__ = [
     "WeightNormLinear",
     "groupnorm_backward",
     "groupnorm_forward",
+    "instancenorm_backward",
+    "instancenorm_forward",
     "layernorm_backward",
     "layernorm_forward",
     "rmsnorm_backward",
     "rmsnorm_forward",
+    "weightnorm_backward",
+    "weightnorm_forward",
 ]
 
 
@@ -108,6 +114,50 @@ def groupnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.n
     g = (dout * gamma.reshape((1, c) + (1,) * (dout.ndim - 2))).reshape(n, num_groups, -1)
     dx = _standardise_backward(g, x_hat.reshape(n, num_groups, -1), inv_std, (2,))
     return dx.reshape(dout.shape), dgamma, dbeta
+
+
+def instancenorm_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+) -> tuple[np.ndarray, tuple]:
+    """Instance Norm: each example and channel of ``x`` ``(N, C, *spatial)`` normalised over its spatial
+    positions; ``gamma``, ``beta`` ``(C,)``. Group Norm with one channel per group (G = C)."""
+    return groupnorm_forward(x, gamma, beta, x.shape[1], eps)
+
+
+def instancenorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of :func:`instancenorm_forward`: ``(dx, dgamma, dbeta)``."""
+    return groupnorm_backward(dout, cache)
+
+
+def weightnorm_forward(x: np.ndarray, v: np.ndarray, g: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """A linear layer with Weight Normalization: ``out = x @ w.T + b`` with ``w_i = g_i * v_i / ||v_i||``.
+
+    Args:
+        x: ``(N, D_in)``.
+        v: ``(D_out, D_in)``, the direction of each output unit's weight vector (any length).
+        g: ``(D_out,)``, the length of each weight vector.
+        b: ``(D_out,)``.
+
+    Returns:
+        ``out`` ``(N, D_out)`` and a cache for :func:`weightnorm_backward`.
+    """
+    norm = np.sqrt((v**2).sum(axis=1, keepdims=True))  # (D_out, 1)
+    v_hat = v / norm
+    w = g[:, None] * v_hat  # (D_out, D_in)
+    return x @ w.T + b, (x, v_hat, norm, g, w)
+
+
+def weightnorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Backward of :func:`weightnorm_forward`: ``(dx, dv, dg, db)``.
+
+    With ``dw = dout.T @ x``: ``dg = sum(dw * v_hat, axis=1)`` and ``dv = g / ||v|| * (dw - v_hat * dg)``, the
+    weight gradient with its component along ``v`` removed (Salimans & Kingma 2016, eq. 3 and 4).
+    """
+    x, v_hat, norm, g, w = cache
+    dw = dout.T @ x  # (D_out, D_in)
+    dg = (dw * v_hat).sum(axis=1)  # (D_out,)
+    dv = g[:, None] / norm * (dw - v_hat * dg[:, None])
+    return dout @ w, dv, dg, dout.sum(axis=0)
 
 
 def rmsnorm_forward(x: np.ndarray, gamma: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, tuple]:
