@@ -74,24 +74,25 @@ def format_lenet_run(result) -> str:
 
 
 def lenet_explorer(
-    lr: float = 0.1,
+    lr: float = 0.3,
     bn: bool = True,
-    batch_size: int = 64,
-    num_steps: int = 150,
-    eval_size: int = 1000,
+    batch_size: int = 128,
+    seed: int = 0,
+    num_steps: int = 400,
+    eval_size: int = 2000,
     dataset="fashion_mnist",
     draw: bool = True,
 ) -> widgets.VBox:
-    """Controls for learning rate, BN on/off and batch size -> a short LeNet run's curves and channel statistics.
+    """Controls for learning rate, BN on/off, batch size and seed -> one LeNet run's curves and channel statistics.
 
-    Each change retrains LeNet (seed 0) for ``num_steps`` steps with
-    :func:`bncourse.experiments.conv.lenet_sweep` (a few seconds on a CPU) and redraws
+    Each change retrains LeNet for ``num_steps`` steps with :func:`bncourse.experiments.conv.lenet_sweep`
+    (seconds on a CPU; the defaults repeat one run of the chapter's live sweep) and redraws
     :func:`bncourse.plots.conv.plot_lenet_run`.
 
     Args:
-        lr, bn, batch_size: initial values of the controls.
+        lr, bn, batch_size, seed: initial values of the controls (``lr`` from the full sweep's ladder).
         num_steps: SGD steps per run.
-        eval_size: test images evaluated every ``num_steps // 6`` steps.
+        eval_size: test images evaluated every ``num_steps // 8`` steps.
         dataset: a dataset name or a loaded :class:`bncourse.data.Dataset` (loaded once, here).
         draw: train and draw for the initial values now; with False that happens when a control moves.
 
@@ -104,26 +105,21 @@ def lenet_explorer(
 
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
     style = {"description_width": "initial"}
-    rate = widgets.FloatLogSlider(
-        value=lr,
-        base=10,
-        min=-2.5,
-        max=0.5,
-        step=0.25,
-        description="learning rate",
-        continuous_update=False,
-        style=style,
+    lrs = sorted(set(exp_conv.LENET_SCALES["full"]["lrs"]) | {lr})
+    rate = widgets.SelectionSlider(
+        options=lrs, value=lr, description="learning rate", continuous_update=False, style=style
     )
     norm = widgets.ToggleButtons(options=[("with BN", True), ("without BN", False)], value=bn, style=style)
     size = widgets.Dropdown(options=[16, 32, 64, 128, 256], value=batch_size, description="batch size", style=style)
+    seeds = widgets.Dropdown(options=[0, 1, 2], value=seed, description="seed", style=style)
     label = widgets.HTML()
     out = widgets.Output()
 
     def redraw(_=None) -> None:
         label.value = "<small>training...</small>"
         result = exp_conv.lenet_sweep(
-            lrs=(rate.value,), seeds=(0,), norms=("bn" if norm.value else None,), num_steps=num_steps,
-            batch_size=size.value, eval_every=max(1, num_steps // 6), eval_size=eval_size, dataset=ds,
+            lrs=(rate.value,), seeds=(seeds.value,), norms=("bn" if norm.value else None,), num_steps=num_steps,
+            batch_size=size.value, eval_every=max(1, num_steps // 8), eval_size=eval_size, dataset=ds,
             progress=False,
         )  # fmt: skip
         label.value = f"<small>{format_lenet_run(result)}</small>"
@@ -133,11 +129,14 @@ def lenet_explorer(
             display(fig)
             plt.close(fig)
 
-    for control in (rate, norm, size):
+    for control in (rate, norm, size, seeds):
         control.observe(redraw, names="value")
     if draw:
         redraw()
-    return widgets.VBox([widgets.HBox([rate, size]), norm, label, out])
+    return widgets.VBox([widgets.HBox([rate, size, seeds]), norm, label, out])
+
+
+__all__ += ["format_lenet_run", "lenet_explorer"]
 
 
 def norms_explorer(result, norm: str = "gn", batch_size: int | None = None, draw: bool = True) -> widgets.VBox:
@@ -202,11 +201,12 @@ def sgd_explorer(
     batch_size: int = 60,
     init_std: float = 0.5,
     num_examples: int = 60_000,
+    num_evals: int = 5,
     dataset="fashion_mnist",
     reference=None,
     draw: bool = True,
 ) -> widgets.VBox:
-    """Controls for learning rate, batch size and initial weight scale -> one epoch's loss and accuracy curves.
+    """Controls for learning rate, batch size and initial weight scale -> loss and accuracy curves.
 
     Each change trains the paper's MLP (784-100-100-100-10 sigmoid, seed 0) on ``num_examples`` examples with
     :func:`bncourse.experiments.sgd_sensitivity.lr_init_sweep` (one model: a second or a few on a CPU) and
@@ -214,7 +214,9 @@ def sgd_explorer(
 
     Args:
         lr, batch_size, init_std: initial values of the controls.
-        num_examples: training examples per run (a multiple of 10 times every offered batch size).
+        num_examples: training examples per run (60,000: one epoch of Fashion-MNIST).
+        num_evals: evaluations per run; ``num_examples // batch_size`` must be a multiple of it for every
+            offered batch size (15, 30, 60, 120, 240, 600).
         dataset: a dataset name or a loaded :class:`bncourse.data.Dataset` (loaded once, here).
         reference: a one-run result drawn in grey for comparison (e.g. the default settings), or None.
         draw: train and draw for the initial values now; with False that happens when a control moves.
@@ -240,7 +242,7 @@ def sgd_explorer(
     def redraw(_=None) -> None:
         label.value = "<small>training...</small>"
         result = exp_sens.lr_init_sweep(lrs=(rate.value,), init_stds=(scale.value,), batch_sizes=(size.value,),
-                                        num_examples=num_examples, dataset=ds)  # fmt: skip
+                                        num_examples=num_examples, num_evals=num_evals, dataset=ds)  # fmt: skip
         label.value = f"<small>{format_sgd_run(result)}</small>"
         with out:
             out.clear_output(wait=True)

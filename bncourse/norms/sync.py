@@ -63,7 +63,7 @@ class SyncBatchNorm(BatchNorm):
         stats = all_reduce_sum(stats)
         c = x.shape[1]
         m = stats[-1]
-        if float(m) < 2:
+        if float(m.detach()) < 2:
             raise ValueError(f"Expected more than 1 value per channel when training, got {int(m)} in all")
         mu = stats[:c] / m
         var = (stats[c : 2 * c] / m - mu * mu).clamp_min(0.0)  # E[x^2] - E[x]^2, biased
