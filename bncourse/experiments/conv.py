@@ -30,6 +30,7 @@ __all__ = [
     "lenet_fashion_full",
     "lenet_sweep",
     "load_stored",
+    "select_runs",
     "shift_equivariance",
     "stat_noise",
 ]
@@ -127,15 +128,20 @@ def stat_noise(images: np.ndarray, batch_size: int = 32, num_batches: int = 200,
         ``pred_images`` (m independent), ``m_eff``, and ``mu_B`` ``(num_batches, C)``.
     """
     started = time.perf_counter()
-    conv = LeNet(seed=seed).features[0].double()
+    conv = LeNet(seed=seed).features[0]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(images), size=(num_batches, batch_size))
+    img_means, total, total_sq = [], 0.0, 0.0
     with torch.no_grad():
-        z = conv(images_to_tensor(images[idx.ravel()], "cpu", dtype=torch.float64)).numpy()  # (B*m, C, p, q)
+        for batch in idx:
+            z = conv(images_to_tensor(images[batch], "cpu", dtype=torch.float32)).double().numpy()  # (m, C, p, q)
+            img_means.append(z.mean(axis=(2, 3)))  # (m, C): each image's spatial mean
+            total, total_sq = total + z.sum(axis=(0, 2, 3)), total_sq + (z**2).sum(axis=(0, 2, 3))
     p, q = z.shape[2:]
-    img_means = z.mean(axis=(2, 3))  # (B*m, C)
+    img_means = np.concatenate(img_means)  # (B*m, C)
     mu_b = img_means.reshape(num_batches, batch_size, -1).mean(axis=1)  # (B, C)
-    sigma = z.std(axis=(0, 2, 3))  # (C,), over every value seen
+    n = num_batches * batch_size * p * q
+    sigma = np.sqrt(total_sq / n - (total / n) ** 2)  # (C,), over every value seen
     sd_mu = mu_b.std(axis=0)
     data = {
         "sigma": sigma,
@@ -151,7 +157,7 @@ def stat_noise(images: np.ndarray, batch_size: int = 32, num_batches: int = 200,
 
 @torch.no_grad()
 def channel_stats(model: LeNet, x: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per-channel mean and std (over N, H, W) of both conv layers' outputs and of the ReLU's inputs.
+    """Per-channel mean and std (over N, H, W) of both conv layers' outputs and of the nonlinearity's inputs.
 
     Hooks the norm layer after each convolution (an identity without BN): its input is the conv output,
     its output the nonlinearity's input. The model runs in its current mode.
@@ -239,14 +245,13 @@ def lenet_sweep(
     for c, model in zip(runs, out["models"], strict=True):
         init = make(c)
         row = channel_stats(model, x_stats)
-        for layer, (conv, conv0, bn) in enumerate(
-            [(model.features[0], init.features[0], model.features[1]), (model.features[4], init.features[4], model.features[5])],
-            start=1,
-        ):  # fmt: skip
+        pairs = [(model.features[i], init.features[i], model.features[i + 1]) for i in (0, 4)]  # conv, its init, norm
+        for layer, (conv, conv0, bn) in enumerate(pairs, start=1):
+            nan = np.full(conv.out_channels, np.nan)
             has_bn = c["norm"] is not None
-            row[f"gamma{layer}"] = bn.weight.detach().double().cpu().numpy() if has_bn else np.full(conv.out_channels, np.nan)
-            row[f"beta{layer}"] = bn.bias.detach().double().cpu().numpy() if has_bn else np.full(conv.out_channels, np.nan)
-            row[f"bias_shift{layer}"] = float((conv.bias.detach().cpu() - conv0.bias).abs().max())
+            row[f"gamma{layer}"] = bn.weight.detach().double().cpu().numpy() if has_bn else nan
+            row[f"beta{layer}"] = bn.bias.detach().double().cpu().numpy() if has_bn else nan.copy()
+            row[f"bias_shift{layer}"] = float((conv.bias.detach().cpu() - conv0.bias.detach()).abs().max())
         for k, v in row.items():
             rows.setdefault(k, []).append(v)
     data: dict[str, Any] = {
@@ -264,7 +269,8 @@ def lenet_sweep(
         **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
         "norms": ["none" if n is None else n for n in norms],
         "activation": activation,
-        "model": "LeNet: conv6(5x5,pad2)-[BN]-act-maxpool-conv16(5x5)-[BN]-act-maxpool-fc120-[BN]-act-fc84-[BN]-act-fc10",
+        "model": "LeNet: conv6(5x5,pad2)-[BN]-act-maxpool-conv16(5x5)-[BN]-act-maxpool-"
+        "fc120-[BN]-act-fc84-[BN]-act-fc10",
         "optimizer": "SGD, no momentum, no weight decay",
         "init": "PyTorch default (kaiming_uniform a=sqrt(5)), the same weights for the same seed",
     }
@@ -313,6 +319,17 @@ def accuracy_table(result: Result) -> str:
             cells.append(f"{' '.join(f'{a:.3f}' for a in acc)}  mean {acc.mean():.3f}".rjust(24))
         lines.append(f"{lr:>6g} | " + " | ".join(cells))
     return "\n".join(lines)
+
+
+def select_runs(result: Result, lr: float, bn: bool, seed: int) -> Result:
+    """The rows of a :func:`lenet_sweep` result with this ``lr``, BN on/off and ``seed``, as a result of its own."""
+    d = result.data
+    rows = np.isclose(d["lr"], lr) & (np.asarray(d["bn"]) == bn) & (np.asarray(d["seed"]) == seed)
+    if not rows.any():
+        raise ValueError(f"no run with lr={lr}, bn={bn}, seed={seed} in this result")
+    k = len(d["lr"])
+    data = {key: (np.asarray(v)[rows] if np.ndim(v) and len(v) == k and key != "steps" else v) for key, v in d.items()}
+    return Result(result.name, result.config, data, result.meta)
 
 
 def load_stored(name: str, folders: tuple[str, ...] = ("results", "../results", "../../results")) -> Result | None:
