@@ -8,18 +8,29 @@ a CPU the same command works, more slowly.
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from bncourse import experiments
+from bncourse.experiments import Result
 
-__all__ = ["RESULTS", "main"]
+__all__ = ["RESULTS", "main", "run"]
 
-RESULTS: dict[str, Callable[[], experiments.Result]] = {
-    "figure1-full": lambda: experiments.figure1("full"),
+# name -> (module, function): imported only when that result is regenerated
+RESULTS: dict[str, tuple[str, str]] = {
+    "figure1-full": ("bncourse.experiments.figure1", "figure1_full"),
+    "batchsize-full": ("bncourse.experiments.batchsize", "batchsize_full"),
+    "sgd-throughput-full": ("bncourse.experiments.sgd", "throughput_full"),
+    "norms-batchsize-full": ("bncourse.experiments.norms_compare", "norms_batchsize_full"),
+    "lenet-fashion-full": ("bncourse.experiments.conv", "lenet_fashion_full"),
 }
+
+
+def run(name: str) -> Result:
+    """Run the stored experiment ``name`` (a key of :data:`RESULTS`) and return its result."""
+    module, function = RESULTS[name]
+    return getattr(importlib.import_module(module), function)()
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -38,7 +49,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     command = "python -m bncourse.reproduce " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     written = []
     for name in names:
-        result = RESULTS[name]()
+        result = run(name)
         result.meta["command"] = command.strip()
         written.append(result.save(out / f"{name}.json"))
         print(f"wrote {written[-1]} ({result.meta.get('data')}, {result.meta.get('device')})")

@@ -143,7 +143,7 @@ def test_make_norm_and_init_errors():
     assert isinstance(make_norm("bn-ours", 4), BatchNorm)
     assert isinstance(make_norm(None, 4), torch.nn.Identity)
     with pytest.raises(ValueError, match="norm"):
-        make_norm("ln", 4)
+        make_norm("batch-norm", 4)
     with pytest.raises(ValueError, match="init"):
         MLP(SIZES, init="orthogonal")
     with pytest.raises(ValueError, match="activation"):
@@ -243,3 +243,16 @@ def test_images_to_tensor_layouts():
     rgb[..., 2] = 255
     t = images_to_tensor(rgb, "cpu")
     assert t.shape == (2, 3, 4, 4) and float(t[:, 2].min()) == 1.0 and float(t[:, 0].max()) == 0.0
+
+
+def test_reproduce_registry_points_at_functions():
+    import importlib.util
+
+    from bncourse import reproduce
+
+    for name, (module, function) in reproduce.RESULTS.items():
+        if importlib.util.find_spec(module) is None:
+            pytest.fail(f"{name}: module {module} is missing")
+        assert callable(getattr(importlib.import_module(module), function)), name
+    with pytest.raises(SystemExit):
+        reproduce.main(["no-such-result"])

@@ -13,11 +13,14 @@ from bncourse.norms import BatchNorm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
 from bncourse.norms.sync import SyncBatchNorm, all_reduce_sum
 
-torch.set_default_dtype(torch.float64)
 
-
-def teardown_module():
-    torch.set_default_dtype(torch.float32)
+@pytest.fixture(autouse=True)
+def float64():
+    """Every test here compares in float64; restore the default afterwards (other tests share the worker)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 def test_ghost_bn_equals_bn_on_each_chunk():

@@ -5,7 +5,10 @@ widgets only draw results, so every figure can be redrawn from a stored result. 
 
 - :mod:`~bncourse.experiments.result` - :class:`Result` (save/load) and its metadata;
 - :mod:`~bncourse.experiments.algorithm` - chapter 3 (the BN algorithm);
-- :mod:`~bncourse.experiments.figure1` - the BN paper's Figure 1.
+- :mod:`~bncourse.experiments.figure1` - the BN paper's Figure 1;
+- per chapter: ``sgd``/``sgd_sensitivity`` (1), ``covariate``/``critique``/``critique_nets``/``ladder`` (2),
+  ``inference``/``inference_practice`` (4), ``conv`` (5), ``batchsize``/``recurrent``/``syncbn`` (6),
+  ``norms_compare`` (7). Import them as modules, e.g. ``from bncourse.experiments import conv``.
 """
 
 from bncourse.experiments.algorithm import DISTRIBUTIONS, backward_timing, bn_activations, fit_identity, sample_inputs
