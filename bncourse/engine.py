@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bncourse import engine_step
 from bncourse.models import MLP
 
 __all__ = ["RunConfig", "batch_indices", "stack_mlps", "train_mlps"]
@@ -72,15 +73,28 @@ def stack_mlps(configs: list[RunConfig], sizes: tuple[int, ...], dtype=torch.flo
 class _BatchedMLP:
     """K MLPs as stacked tensors; BN (training: batch statistics, eval: running ones) where ``bn_mask``."""
 
-    def __init__(self, configs: list[RunConfig], sizes, dtype, device, momentum: float = 0.1, eps: float = 1e-5):
+    def __init__(
+        self,
+        configs: list[RunConfig],
+        sizes,
+        dtype,
+        device,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        requires_grad: bool = True,
+    ):
         self.k = len(configs)
         self.weights, self.biases, self.gammas, self.betas = stack_mlps(configs, sizes, dtype, device)
+        if not requires_grad:  # the hand-written step: plain tensors, no autograd bookkeeping
+            for p in self.weights + self.biases + self.gammas + self.betas:
+                p.requires_grad_(False)
         self.bn_mask = torch.tensor([c.norm == "bn" for c in configs], device=device).view(-1, 1, 1)
         self.any_bn = bool(self.bn_mask.any())
         self.all_bn = bool(self.bn_mask.all())
         if len({c.activation for c in configs}) != 1:
             raise ValueError("all models of one sweep must use the same activation")
-        self.act_fn = {"sigmoid": torch.sigmoid, "relu": torch.relu, "tanh": torch.tanh}[configs[0].activation]
+        self.activation = configs[0].activation
+        self.act_fn = engine_step.ACT_FORWARD[self.activation]
         # running statistics of all K models side by side, (K * width,), PyTorch's semantics via F.batch_norm
         self.running_mean = [torch.zeros(self.k * w, device=device, dtype=dtype) for w in sizes[1:-1]]
         self.running_var = [torch.ones(self.k * w, device=device, dtype=dtype) for w in sizes[1:-1]]
@@ -96,7 +110,8 @@ class _BatchedMLP:
 
     def forward(self, x: torch.Tensor, train: bool):
         """``x``: ``(B, in)`` shared by all models or ``(K, B, in)``; returns logits ``(K, B, out)`` and the
-        last hidden layer's nonlinearity inputs ``(K, B, width)``."""
+        last hidden layer's nonlinearity inputs ``(K, B, width)``. Autograd's path (``F.batch_norm``);
+        :func:`bncourse.engine_step.forward` is the hand-written one."""
         h = x
         pre = None
         for i in range(len(self.weights) - 1):
@@ -157,6 +172,7 @@ def train_mlps(
     dtype=torch.float32,
     cuda_graph: bool | None = None,
     progress: bool = True,
+    backward: str = "manual",
 ) -> dict:
     """Train K MLPs with SGD at once and evaluate them every ``eval_every`` steps.
 
@@ -173,6 +189,8 @@ def train_mlps(
         dtype: float32 (float64 for exact comparisons in tests).
         cuda_graph: capture the step as a CUDA graph (default: on CUDA).
         progress: show a ``tqdm`` bar.
+        backward: ``"manual"``, the hand-written step of :mod:`bncourse.engine_step` (fast), or
+            ``"autograd"``, the same step through ``F.batch_norm`` and ``torch.autograd.grad`` (the reference).
 
     Returns:
         A dict of arrays: ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over the last
@@ -182,6 +200,8 @@ def train_mlps(
         raise ValueError("configs is empty: give at least one RunConfig")
     if num_steps < 1 or batch_size < 2 or eval_every < 1:
         raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2 (BN needs two values)")
+    if backward not in ("manual", "autograd"):
+        raise ValueError(f"backward must be 'manual' or 'autograd'; got {backward!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
     if use_graph and device.type != "cuda":
@@ -190,26 +210,42 @@ def train_mlps(
     xtr, xte = _prepare(x_train, device, dtype), _prepare(x_test, device, dtype)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
     yte = torch.as_tensor(np.asarray(y_test), dtype=torch.long, device=device)
-    model = _BatchedMLP(configs, sizes, dtype, device)
-    k = model.k
+    model = _BatchedMLP(configs, sizes, dtype, device, requires_grad=backward == "autograd")
+    k, b = model.k, batch_size
     data_seeds = sorted({c.data_seed for c in configs})
     group = torch.tensor([data_seeds.index(c.data_seed) for c in configs], device=device)
-    idx_all = torch.stack([batch_indices(len(xtr), batch_size, num_steps, s) for s in data_seeds]).to(device)
+    # (num_steps, G * B): row t holds step t's batch of every data group
+    idx_all = torch.stack([batch_indices(len(xtr), b, num_steps, s) for s in data_seeds], 1).flatten(1).to(device)
     shared = len(data_seeds) == 1
     params, lrs = model.params(), model.lrs()
     same_lr = len({c.lr for c in configs}) == 1
     loss_sum = torch.zeros(k, device=device, dtype=dtype)
-    step_t = torch.zeros((), dtype=torch.long, device=device)
+    step_t = torch.zeros(1, dtype=torch.long, device=device)
 
-    def step() -> None:
-        idx = idx_all.index_select(1, step_t.view(1)).squeeze(1)  # (G, B)
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        """This step's inputs ``(B, in)`` (shared) or ``(K, B, in)`` and labels ``(K, B, 1)``."""
+        idx = idx_all.index_select(0, step_t).view(-1)  # (G * B,)
         if shared:
-            xb, yb = xtr[idx[0]], ytr[idx[0]].expand(k, -1)
-        else:
-            idx_k = idx[group]  # (K, B)
-            xb, yb = xtr[idx_k], ytr[idx_k]
+            return xtr.index_select(0, idx), ytr.index_select(0, idx).view(1, b, 1).expand(k, b, 1)
+        idx_k = idx.view(-1, b).index_select(0, group).view(-1)  # (K * B,)
+        return xtr.index_select(0, idx_k).view(k, b, -1), ytr.index_select(0, idx_k).view(k, b, 1)
+
+    # the hand-written step scales dlogits by lr / B, so its backward yields lr * grad (engine_step)
+    scale = configs[0].lr / b if same_lr else (model.lr / b).view(k, 1, 1)
+    neg_scale = (-torch.as_tensor(scale, device=device, dtype=dtype)).expand(k, b, 1).contiguous()
+
+    def manual_step() -> None:
+        xb, y3 = batch()
+        logits, cache = engine_step.forward(model, xb, train=True)
+        picked, dlogits = engine_step.loss_grad(logits, y3, scale, neg_scale)
+        engine_step.backward(model, cache, dlogits, update=True)
+        loss_sum.sub_(picked.mean((1, 2)))
+        step_t.add_(1)
+
+    def autograd_step() -> None:
+        xb, y3 = batch()
         logits, _ = model.forward(xb, train=True)
-        losses = F.cross_entropy(logits.flatten(0, 1), yb.reshape(-1), reduction="none").view(k, -1).mean(1)
+        losses = F.cross_entropy(logits.flatten(0, 1), y3.reshape(-1), reduction="none").view(k, -1).mean(1)
         grads = torch.autograd.grad(losses.sum(), params)  # models are independent: d(sum)/d(theta_k)
         with torch.no_grad():
             if same_lr:
@@ -219,6 +255,7 @@ def train_mlps(
             loss_sum.add_(losses.detach())
             step_t.add_(1)
 
+    step = manual_step if backward == "manual" else autograd_step
     run = step
     if use_graph:
         run = _capture(step, params, model, loss_sum, step_t)
@@ -233,12 +270,12 @@ def train_mlps(
         for _ in range(s - last):
             run()
         bar.update(s - last)
-        with torch.no_grad():
+        with torch.inference_mode():
             correct = torch.zeros(k, device=device)
             for i in range(0, len(xte), 10000):
-                logits, _ = model.forward(xte[i : i + 10000], train=False)
+                logits, _ = engine_step.forward(model, xte[i : i + 10000], train=False)
                 correct += (logits.argmax(-1) == yte[i : i + 10000]).sum(1)
-            _, pre = model.forward(probe_x, train=False)
+            pre = engine_step.forward(model, probe_x, train=False)[1].pre
             pct = torch.quantile(pre[:, :, record_unit], q, dim=1).T  # (K, 3)
             rec["steps"].append(s)
             rec["test_acc"].append((correct / len(xte)).cpu().numpy())

@@ -20,6 +20,9 @@ __all__ = ["RESULTS", "main", "run"]
 # name -> (module, function): imported only when that result is regenerated
 RESULTS: dict[str, tuple[str, str]] = {
     "figure1-full": ("bncourse.experiments.figure1", "figure1_full"),
+    "lr-ladder-full": ("bncourse.experiments.ladder", "lr_ladder_full"),
+    "santurkar-vgg-full": ("bncourse.experiments.critique", "santurkar_vgg_full"),
+    "santurkar-dln-full": ("bncourse.experiments.critique", "santurkar_dln_full"),
     "batchsize-full": ("bncourse.experiments.batchsize", "batchsize_full"),
     "sgd-throughput-full": ("bncourse.experiments.sgd", "throughput_full"),
     "norms-batchsize-full": ("bncourse.experiments.norms_compare", "norms_batchsize_full"),

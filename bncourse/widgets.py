@@ -12,7 +12,15 @@ from IPython.display import display
 from bncourse.experiments import DISTRIBUTIONS, bn_activations
 from bncourse.plots import plot_bn_activations
 
-__all__ = ["bn_explorer", "format_bn_stats"]
+__all__ = ["bn_explorer", "format_bn_stats", "show_figure"]
+
+
+def show_figure(out: widgets.Output, fig) -> None:
+    """Replace what ``out`` shows by the matplotlib figure ``fig``, then close ``fig`` (no second copy)."""
+    with out:
+        out.clear_output(wait=True)
+        display(fig)
+    plt.close(fig)
 
 
 def format_bn_stats(result) -> str:
@@ -50,11 +58,7 @@ def bn_explorer(
         stats.value = f"<small>{format_bn_stats(result)}</small>"
         if not figure:
             return
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_bn_activations(result)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_bn_activations(result))
 
     for control in (size, kind, mean, std):
         control.observe(redraw, names="value")
@@ -123,11 +127,7 @@ def lenet_explorer(
             progress=False,
         )  # fmt: skip
         label.value = f"<small>{format_lenet_run(result)}</small>"
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_conv.plot_lenet_run(result)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_conv.plot_lenet_run(result))
 
     for control in (rate, norm, size, seeds):
         control.observe(redraw, names="value")
@@ -167,11 +167,7 @@ def norms_explorer(result, norm: str = "gn", batch_size: int | None = None, draw
     out = widgets.Output()
 
     def redraw(_=None) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_norm_lookup(result, kind.value, size.value)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_norm_lookup(result, kind.value, size.value))
 
     for control in (kind, size):
         control.observe(redraw, names="value")
@@ -244,11 +240,7 @@ def sgd_explorer(
         result = exp_sens.lr_init_sweep(lrs=(rate.value,), init_stds=(scale.value,), batch_sizes=(size.value,),
                                         num_examples=num_examples, num_evals=num_evals, dataset=ds)  # fmt: skip
         label.value = f"<small>{format_sgd_run(result)}</small>"
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_sgd.plot_training_curves(result, reference=reference)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_sgd.plot_training_curves(result, reference=reference))
 
     for control in (rate, size, scale):
         control.observe(redraw, names="value")
@@ -307,11 +299,7 @@ def batchsize_explorer(sweep, norm: str = "bn", batch_size: int = 4, draw: bool 
         label.value = f"<small>{format_batchsize_choice(sweep, kind.value, size.value)}</small>"
         if not figure:
             return
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_batchsize_explorer(sweep, kind.value, size.value)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_batchsize_explorer(sweep, kind.value, size.value))
 
     for control in (size, kind):
         control.observe(redraw, names="value")
@@ -323,6 +311,7 @@ __all__ += ["batchsize_explorer", "format_batchsize_choice"]
 
 
 CRITIQUE_LRS = (0.02, 0.1, 0.5)  # the learning rates chapter 2 precomputes for critique_explorer
+CRITIQUE_MLP = {"model": "mlp", "num_steps": 200, "measure_every": 40, "eval_every": 40}  # its MLP runs
 
 
 def format_critique(result, network: str) -> str:
@@ -378,14 +367,10 @@ def critique_explorer(
         network = "standard" if not bn_box.value else ("noisy-bn" if noise_box.value else "bn")
         if rate.value not in cache:
             label.value = "<small>training three MLPs...</small>"
-            cache[rate.value] = exp_critique.critique_run(model="mlp", lr=rate.value, dataset=dataset)
+            cache[rate.value] = exp_critique.critique_run(lr=rate.value, dataset=dataset, **CRITIQUE_MLP)
         result = cache[rate.value]
         label.value = f"<small>{format_critique(result, network)}</small>"
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_critique.plot_critique_panel(result, network)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_critique.plot_critique_panel(result, network))
 
     for control in (bn_box, noise_box, rate):
         control.observe(redraw, names="value")
@@ -394,4 +379,4 @@ def critique_explorer(
     return widgets.VBox([widgets.HBox([bn_box, noise_box]), rate, label, out])
 
 
-__all__ += ["CRITIQUE_LRS", "critique_explorer", "format_critique"]
+__all__ += ["CRITIQUE_LRS", "CRITIQUE_MLP", "critique_explorer", "format_critique"]

@@ -6,13 +6,12 @@ On the static website the panel shows its build-time state; on Colab or Jupyter 
 from __future__ import annotations
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
 
 from bncourse.experiments.inference import running_stats
 from bncourse.experiments.result import Result
 from bncourse.plots.inference import plot_running_stats
+from bncourse.widgets import show_figure
 
 __all__ = ["format_running_stats", "running_stats_explorer"]
 
@@ -58,11 +57,7 @@ def running_stats_explorer(
         stats.value = f"<small>{format_running_stats(result)}</small>"
         if not figure:
             return
-        with out:
-            out.clear_output(wait=True)
-            fig = plot_running_stats(result)
-            display(fig)
-            plt.close(fig)
+        show_figure(out, plot_running_stats(result))
 
     for control in (mom, size, steps, shift):
         control.observe(redraw, names="value")

@@ -89,6 +89,18 @@ def test_widget_reruns_on_change():
     assert "std of mu_B" in widgets.format_bn_stats(experiments.bn_activations(batch_size=4, num_batches=2))
 
 
+def test_show_figure_replaces_the_output_and_closes_the_figure():
+    import ipywidgets
+
+    out = ipywidgets.Output()
+    for value in (1, 2):
+        fig, ax = plt.subplots()
+        ax.plot([0, value])
+        widgets.show_figure(out, fig)
+        assert not plt.fignum_exists(fig.number), "the figure is closed once shown"
+    assert len(out.outputs) <= 1, "each figure replaces the previous one"
+
+
 def test_glue_without_myst_nb_prints(monkeypatch, capsys):
     import builtins
 

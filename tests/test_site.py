@@ -30,16 +30,6 @@ SITE = Path(os.environ.get("BNCOURSE_SITE", REPO / "_build" / "html")).resolve()
 SOURCE = Path(
     os.environ.get("BNCOURSE_SOURCE", SITE.parents[1] if (SITE.parents[1] / "_config.yml").is_file() else REPO)
 ).resolve()
-CHROMIUM = os.environ.get("BNCOURSE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
 BUILD_HINT = (
     f"no built website at {SITE}: build the book first, from the repository root:\n"
     "    scripts/vendor_assets.sh && jupyter-book build . -W -n --keep-going\n"

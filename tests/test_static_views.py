@@ -18,15 +18,6 @@ import pytest
 from bncourse.static_views import figure_grid_html, live_or_static
 
 SITE = Path(os.environ.get("BNCOURSE_SITE", Path(__file__).resolve().parents[1] / "_build" / "html")).resolve()
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-sync",
-]
 
 
 def _render(a, b):

@@ -15,7 +15,6 @@ import contextlib
 import copy
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch import nn
 
 from bncourse import data as bdata
 from bncourse.experiments.algorithm import sample_inputs
-from bncourse.experiments.result import Result, make_meta
+from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
 from bncourse.train import images_to_tensor, train_models
@@ -289,13 +288,3 @@ def batchsize_full() -> Result:
     """The stored run, ``python -m bncourse.reproduce batchsize-full``: :func:`batchsize_sweep` at ``"full"``
     scale (five norms, 300,000 examples per run, three seeds; hours of small steps, on a GPU or a CPU)."""
     return batchsize_sweep("full")
-
-
-def load_stored(name: str = "batchsize-full", folders: Sequence[str] = ("results", "../results")) -> Result | None:
-    """The stored result ``<folder>/<name>.json`` from the first folder that has it (relative to the working
-    directory: the repository root, or ``book/`` when a chapter runs), else None."""
-    for folder in folders:
-        path = Path(folder) / f"{name}.json"
-        if path.is_file():
-            return Result.load(path)
-    return None

@@ -10,14 +10,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, make_meta
+from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import LeNet
 from bncourse.norms import batchnorm_forward
 from bncourse.train import images_to_tensor, train_models
@@ -330,12 +329,3 @@ def select_runs(result: Result, lr: float, bn: bool, seed: int) -> Result:
     k = len(d["lr"])
     data = {key: (np.asarray(v)[rows] if np.ndim(v) and len(v) == k and key != "steps" else v) for key, v in d.items()}
     return Result(result.name, result.config, data, result.meta)
-
-
-def load_stored(name: str, folders: tuple[str, ...] = ("results", "../results", "../../results")) -> Result | None:
-    """A stored result ``<folder>/<name>.json`` from the first folder that has it, else None."""
-    for folder in folders:
-        path = Path(folder) / f"{name}.json"
-        if path.is_file():
-            return Result.load(path)
-    return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, make_meta
+from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import make_norm
 from bncourse.train import images_to_tensor, train_models
 
@@ -287,12 +286,3 @@ def accuracy_table(result: Result, paper: bool = True) -> str:
             cells = [f"{GN_PAPER[n][b]:5.1f}" if b in GN_PAPER[n] else f"{'-':>5}" for b in sizes]
             lines.append(f"{NORM_LABELS[n]:>12} | " + " | ".join(cells))
     return "\n".join(lines)
-
-
-def load_stored(name: str, folders: tuple[str, ...] = ("results", "../results", "../../results")) -> Result | None:
-    """A stored result ``<folder>/<name>.json`` from the first folder that has it, else None."""
-    for folder in folders:
-        path = Path(folder) / f"{name}.json"
-        if path.is_file():
-            return Result.load(path)
-    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Result", "make_meta"]
+__all__ = ["STORED_FOLDERS", "Result", "load_stored", "make_meta"]
+
+# where stored results are looked for, relative to the working directory: the repository root, a chapter
+# (book/) or an exercise (book/exercises/)
+STORED_FOLDERS = ("results", "../results", "../../results")
 
 
 @dataclass
@@ -44,7 +49,20 @@ class Result:
         return cls(payload["name"], payload["config"], data, payload["meta"])
 
 
+def load_stored(name: str, folders: Sequence[str] = STORED_FOLDERS) -> Result | None:
+    """The stored result ``<folder>/<name>.json`` from the first of ``folders`` that has it, else None.
+
+    Stored results are the GPU-scale runs written by ``python -m bncourse.reproduce <name>``.
+    """
+    for folder in folders:
+        path = Path(folder) / f"{name}.json"
+        if path.is_file():
+            return Result.load(path)
+    return None
+
+
 def make_meta(data: str, started: float) -> dict[str, Any]:
+    """The metadata every result carries: the data used, device, library versions and wall time so far."""
     return {
         "data": data,
         "device": "cpu",

@@ -12,7 +12,6 @@ The sensitivity experiments (initialisation, learning rate) are in :mod:`bncours
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, make_meta
+from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import paper_mlp
 
 __all__ = [
@@ -46,15 +45,6 @@ _MLP_LAYERS = (torch.nn.Linear, torch.nn.Identity, torch.nn.Sigmoid, torch.nn.Re
 
 def _dataset(dataset: str | bdata.Dataset) -> bdata.Dataset:
     return bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
-
-
-def load_stored(name: str, folders: tuple[str, ...] = ("results", "../results", "../../results")) -> Result | None:
-    """The stored result ``<folder>/<name>.json`` from the first folder that has it, else None."""
-    for folder in folders:
-        path = Path(folder) / f"{name}.json"
-        if path.is_file():
-            return Result.load(path)
-    return None
 
 
 def fit_slope(x: np.ndarray, y: np.ndarray) -> float:
