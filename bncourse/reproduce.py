@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import shlex
 import sys
 from pathlib import Path
@@ -30,10 +31,15 @@ RESULTS: dict[str, tuple[str, str]] = {
 }
 
 
-def run(name: str) -> Result:
-    """Run the stored experiment ``name`` (a key of :data:`RESULTS`) and return its result."""
+def run(name: str, **options) -> Result:
+    """Run the stored experiment ``name`` (a key of :data:`RESULTS`) and return its result.
+
+    ``options`` (``device``, ``workers``) go to the experiments that take them; the others ignore them.
+    """
     module, function = RESULTS[name]
-    return getattr(importlib.import_module(module), function)()
+    fn = getattr(importlib.import_module(module), function)
+    accepted = inspect.signature(fn).parameters
+    return fn(**{k: v for k, v in options.items() if v is not None and k in accepted})
 
 
 def main(argv: list[str] | None = None) -> list[Path]:
@@ -42,6 +48,9 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("names", nargs="*", help=f"one or more of {sorted(RESULTS)}")
     p.add_argument("--all", action="store_true", help="regenerate every stored result")
     p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--device", default=None, help="cuda or cpu, for the sweeps that take it (default: cuda if any)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for the sweeps of many small runs (default: $BNCOURSE_WORKERS or 1)")  # fmt: skip
     args = p.parse_args(argv)
     names = sorted(RESULTS) if args.all else args.names
     unknown = [n for n in names if n not in RESULTS]
@@ -52,7 +61,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     command = "python -m bncourse.reproduce " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     written = []
     for name in names:
-        result = run(name)
+        result = run(name, device=args.device, workers=args.workers)
         result.meta["command"] = command.strip()
         written.append(result.save(out / f"{name}.json"))
         print(f"wrote {written[-1]} ({result.meta.get('data')}, {result.meta.get('device')})")

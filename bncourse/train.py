@@ -9,6 +9,7 @@ engine's layout (``(K, E)`` arrays), so plots treat both alike.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,6 +51,7 @@ def train_models(
     eval_size: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = True,
+    cuda_graph: bool | None = None,
 ) -> dict[str, Any]:
     """Train one model per config with plain SGD (``lr``, optional ``momentum``) and evaluate periodically.
 
@@ -61,16 +63,22 @@ def train_models(
         eval_size: evaluate on the first ``eval_size`` test examples (all by default).
         device: default CUDA when available.
         progress: show a progress bar over all models' steps.
+        cuda_graph: on CUDA, capture each model's whole step (batch gather, forward, backward, SGD update)
+            as one CUDA graph and replay it (default: on CUDA). A model that cannot be captured (a CPU sync in
+            its forward, say) falls back to eager steps with a warning; ``graph_used`` records which ran.
 
     Returns:
         ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over each interval, NaN at 0),
-        ``models`` (the trained modules, in eval mode), ``device``, ``wall_time_s``.
+        ``models`` (the trained modules, in eval mode), ``device``, ``graph_used`` (K,) bools, ``wall_time_s``.
     """
     if not configs:
         raise ValueError("configs is empty")
     if num_steps < 1 or eval_every < 1 or batch_size < 2:
         raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
+    if use_graph and device.type != "cuda":
+        raise ValueError("cuda_graph=True needs a CUDA device")
     started = time.perf_counter()
     xtr, xte = images_to_tensor(x_train, device), images_to_tensor(x_test[:eval_size], device)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
@@ -78,22 +86,32 @@ def train_models(
     evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
     acc = np.zeros((len(configs), len(evals)))
     loss = np.full((len(configs), len(evals)), np.nan)
-    models = []
+    models, graph_used = [], []
     bar = tqdm(total=num_steps * len(configs), disable=not progress, desc=f"training {len(configs)} model(s)")
     for k, cfg in enumerate(configs):
         model = make_model(cfg).to(device)
         opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg.get("momentum", 0.0))
         idx = batch_indices(len(xtr), batch_size, num_steps, cfg.get("data_seed", 0)).to(device)
-        running, last = torch.zeros((), device=device), 0
+        running = torch.zeros((), device=device)
+        step_t = torch.zeros(1, dtype=torch.long, device=device)  # the step counter lives on the device
+
+        def step(model=model, opt=opt, idx=idx, running=running, step_t=step_t) -> None:
+            i = idx.index_select(0, step_t).view(-1)  # (B,) this step's indices
+            batch_loss = F.cross_entropy(model(xtr.index_select(0, i)), ytr.index_select(0, i))
+            batch_loss.backward()
+            opt.step()
+            running.add_(batch_loss.detach())
+            step_t.add_(1)
+
+        run = _eager(step, opt)
+        if use_graph:
+            run = _capture(step, model, opt, [running, step_t]) or run
+        graph_used.append(getattr(run, "graph", False))
+        last = 0
         for e, s in enumerate(evals):
             model.train()
-            for t in range(last, s):
-                out = model(xtr[idx[t]])
-                batch_loss = F.cross_entropy(out, ytr[idx[t]])
-                opt.zero_grad(set_to_none=True)
-                batch_loss.backward()
-                opt.step()
-                running += batch_loss.detach()
+            for _ in range(last, s):
+                run()
             bar.update(s - last)
             if s > last:
                 loss[k, e] = float(running) / (s - last)
@@ -109,8 +127,63 @@ def train_models(
         "train_loss": loss,
         "models": models,
         "device": name,
+        "graph_used": np.array(graph_used, dtype=bool),
         "wall_time_s": time.perf_counter() - started,
     }
+
+
+def _eager(step: Callable[[], None], opt: torch.optim.Optimizer) -> Callable[[], None]:
+    def run() -> None:
+        opt.zero_grad(set_to_none=True)
+        step()
+
+    return run
+
+
+def _capture(step: Callable[[], None], model: torch.nn.Module, opt: torch.optim.Optimizer, extra: list[torch.Tensor]):
+    """Capture ``step`` as a CUDA graph (warm-up on a side stream, then capture); return its replay, or
+    ``None`` with a warning when the step cannot be captured.
+
+    The warm-up steps change the model, so every parameter, buffer and counter is saved first and copied
+    back after; SGD's momentum buffers (created by the warm-up) are zeroed, which makes the first replayed
+    step start them from its gradient, as a fresh optimizer does.
+    """
+    state = [t for t in [*model.parameters(), *model.buffers(), *extra]]
+    saved = [t.detach().clone() for t in state]
+    try:
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                opt.zero_grad(set_to_none=True)
+                step()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=True)  # backward inside the graph allocates the gradients from its pool
+        with torch.cuda.graph(graph):
+            step()
+    except Exception as e:  # noqa: BLE001 - any capture failure: train eagerly instead
+        warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly", stacklevel=3)
+        torch.cuda.synchronize()
+        ok = None
+    else:
+        ok = graph.replay
+    with torch.no_grad():
+        for t, s in zip(state, saved, strict=True):
+            t.copy_(s)
+        for st in opt.state.values():
+            for v in st.values():
+                if torch.is_tensor(v):
+                    v.zero_()
+    if ok is None:
+        opt.state.clear()
+        return None
+
+    def run() -> None:
+        ok()
+
+    run.graph = True
+    return run
 
 
 @torch.no_grad()

@@ -234,6 +234,40 @@ def test_train_models_equals_plain_loop_for_a_convnet():
         train_models(make, [], x, y, x, y, num_steps=1)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_train_models_cuda_graph_equals_eager(momentum):
+    """The captured step replays exactly the eager steps: losses, weights and BN running statistics."""
+    from bncourse.train import train_models
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, 300)
+    cfgs = [{"lr": 0.05, "norm": n, "seed": 1, "data_seed": 3, "momentum": momentum} for n in (None, "bn")]
+    make = lambda c: LeNet(norm=c["norm"], seed=c["seed"]).double()  # noqa: E731
+    torch.set_default_dtype(torch.float64)
+    try:
+        kw = {"num_steps": 40, "batch_size": 16, "eval_every": 10, "progress": False, "device": "cuda"}
+        graph = train_models(make, cfgs, x, y, x[:100], y[:100], cuda_graph=True, **kw)
+        eager = train_models(make, cfgs, x, y, x[:100], y[:100], cuda_graph=False, **kw)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert graph["graph_used"].all() and not eager["graph_used"].any()
+    np.testing.assert_allclose(graph["train_loss"][:, 1:], eager["train_loss"][:, 1:], rtol=1e-9)
+    for mg, me in zip(graph["models"], eager["models"], strict=True):
+        for p, q in zip(mg.state_dict().values(), me.state_dict().values(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11)
+
+
+def test_train_models_refuses_a_graph_on_cpu():
+    from bncourse.train import train_models
+
+    x = np.zeros((10, 28, 28), dtype=np.uint8)
+    with pytest.raises(ValueError, match="CUDA"):
+        train_models(lambda c: LeNet(), [{"lr": 0.1}], x, np.zeros(10), x, np.zeros(10), 2, batch_size=2,
+                     device="cpu", cuda_graph=True)  # fmt: skip
+
+
 def test_images_to_tensor_layouts():
     from bncourse.train import images_to_tensor
 

@@ -25,6 +25,7 @@ from bncourse.experiments.algorithm import sample_inputs
 from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
+from bncourse.parallel import default_workers, run_jobs
 from bncourse.train import images_to_tensor, train_models
 
 __all__ = [
@@ -46,8 +47,9 @@ BATCH_SIZES = (32, 16, 8, 4, 2)
 GHOST_STEP_BATCH = 32  # Ghost BN in the sweep: SGD batches of 32, split into ghost batches of b
 SWEEP_NORMS = ("none", "bn", "ghost", "brn", "ln")
 BATCHSIZE_SCALES = {
-    # stored: 5 epochs' worth of examples at every batch size, 3 seeds, and the unnormalised baseline
-    "full": {"num_examples": 300_000, "seeds": (0, 1, 2), "norms": SWEEP_NORMS},
+    # stored: one epoch's worth of examples at every batch size, 3 seeds, and the unnormalised baseline
+    # (75 runs, 0.9 million small steps: minutes on 16 CPU processes, see bncourse.parallel)
+    "full": {"num_examples": 60_000, "seeds": (0, 1, 2), "norms": SWEEP_NORMS},
     # the book's live CPU build: 8,000 examples per run, one seed
     "reduced": {"num_examples": 8_000, "seeds": (0,), "norms": ("bn", "ghost", "brn", "ln")},
 }
@@ -201,6 +203,7 @@ def batchsize_sweep(
     momentum: float = 0.9,
     device: str | None = None,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Result:
     """Test accuracy against the number of examples per batch statistic, for several norms.
 
@@ -219,6 +222,8 @@ def batchsize_sweep(
         lr, momentum: SGD at batch 32 (scaled linearly with the step's batch size).
         device: default CUDA when available.
         progress: show progress bars.
+        workers: processes running the runs side by side (:func:`bncourse.parallel.run_jobs`, one thread
+            each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
 
     Returns:
         ``batch_sizes`` (B,), ``test_acc`` (len(norms), B, S) final accuracies on the full test set,
@@ -238,36 +243,23 @@ def batchsize_sweep(
     acc = np.full((len(norms), len(batch_sizes), len(seeds)), np.nan)
     loss = np.full_like(acc, np.nan)
     bn_bs = np.full((len(batch_sizes), len(seeds)), np.nan)
-    # one training call per step batch size (it copies the training set to the device once per call)
-    groups = [(b, [(n, b) for n in norms if n != "ghost"]) for b in batch_sizes]
-    if "ghost" in norms:
-        groups.append((GHOST_STEP_BATCH, [("ghost", b) for b in batch_sizes]))
-    dev_name, x_test = "cpu", None
+    # one job per run; Ghost BN always steps on GHOST_STEP_BATCH examples and normalises ghost batches of b
+    workers = default_workers() if workers is None else workers
+    source = "fashion_mnist" if workers > 1 else ds  # workers load it by name
+    jobs = [
+        (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""))
+        for norm in norms for b in batch_sizes for s in seeds
+    ]  # fmt: skip
+    first = sorted(range(len(jobs)), key=lambda i: jobs[i][3])  # smallest step batches (most steps) first
     with one_thread():  # CPU threads only; harmless on a GPU
-        for step_batch, runs in groups:
-            if not runs:
-                continue
-            steps = max(1, n_ex // step_batch)
-            configs = [
-                {"norm": n, "b": b, "seed": s, "lr": lr * step_batch / 32, "momentum": momentum, "data_seed": s}
-                for n, b in runs
-                for s in seeds
-            ]
-            out = train_models(
-                lambda c: sweep_model(c["norm"], c["b"], steps, seed=c["seed"]),  # noqa: B023 - called at once
-                configs, ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps, batch_size=step_batch,
-                eval_every=max(1, steps // 2), device=device, progress=progress,
-            )  # fmt: skip
-            dev_name = out["device"]
-            for k, c in enumerate(configs):
-                i, j, s = norms.index(c["norm"]), list(batch_sizes).index(c["b"]), seeds.index(c["seed"])
-                acc[i, j, s], loss[i, j, s] = out["test_acc"][k, -1], out["train_loss"][k, -1]
-                if c["norm"] == "bn":
-                    if x_test is None:
-                        dev = next(out["models"][k].parameters()).device
-                        x_test = images_to_tensor(ds.x_test, dev)
-                        y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=dev)
-                    bn_bs[j, s] = _batch_stats_accuracy(out["models"][k], x_test, y_test, c["b"])
+        outs = run_jobs(_sweep_run, [jobs[i] for i in first], workers, progress=progress, desc="sweep runs")
+    dev_name = outs[0][0] if outs else "cpu"
+    for i, (_, a, train_loss, bs) in zip(first, outs, strict=True):
+        norm, b, s = jobs[i][:3]
+        ii, j, ss = norms.index(norm), list(batch_sizes).index(b), seeds.index(s)
+        acc[ii, j, ss], loss[ii, j, ss] = a, train_loss
+        if norm == "bn":
+            bn_bs[j, ss] = bs
     config = {
         "scale": scale,
         "norms": list(norms),
@@ -284,7 +276,29 @@ def batchsize_sweep(
     return Result("batchsize_sweep", config, data, meta)
 
 
-def batchsize_full() -> Result:
+def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentum: float, num_examples: int,
+               dataset, device: str) -> tuple[str, float, float, float]:  # fmt: skip
+    """One run of :func:`batchsize_sweep` (a worker's job): ``(device name, test accuracy, train loss, BN's
+    accuracy with test batches of b)``; the last is NaN except for ``"bn"``."""
+    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    steps = max(1, num_examples // step_batch)
+    cfg = {"norm": norm, "b": b, "seed": seed, "lr": lr * step_batch / 32, "momentum": momentum, "data_seed": seed}
+    out = train_models(
+        lambda c: sweep_model(c["norm"], c["b"], steps, seed=c["seed"]), [cfg], ds.x_train, ds.y_train,
+        ds.x_test, ds.y_test, num_steps=steps, batch_size=step_batch, eval_every=max(1, steps // 2),
+        device=device or None, progress=False,
+    )  # fmt: skip
+    bn_bs = np.nan
+    if norm == "bn":
+        dev = next(out["models"][0].parameters()).device
+        x_test = images_to_tensor(ds.x_test, dev)
+        y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=dev)
+        bn_bs = _batch_stats_accuracy(out["models"][0], x_test, y_test, b)
+    return out["device"], float(out["test_acc"][0, -1]), float(out["train_loss"][0, -1]), bn_bs
+
+
+def batchsize_full(device: str | None = None, workers: int | None = None) -> Result:
     """The stored run, ``python -m bncourse.reproduce batchsize-full``: :func:`batchsize_sweep` at ``"full"``
-    scale (five norms, 300,000 examples per run, three seeds; hours of small steps, on a GPU or a CPU)."""
-    return batchsize_sweep("full")
+    scale (five norms, 60,000 examples per run, three seeds). Its 75 runs of tiny steps are overhead-bound on
+    any device: ``--workers 16`` spreads them over 16 CPU processes."""
+    return batchsize_sweep("full", device=device, workers=workers)

@@ -23,6 +23,7 @@ from torch import nn
 from bncourse import data as bdata
 from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import make_norm
+from bncourse.parallel import default_workers, run_jobs
 from bncourse.train import images_to_tensor, train_models
 
 __all__ = [
@@ -41,11 +42,12 @@ __all__ = [
 NORM_LABELS = {"none": "no norm", "bn": "BN", "gn": "GN", "ln": "LN", "in": "IN"}
 
 NORMS_SCALES: dict[str, dict[str, Any]] = {
-    # GPU scale: the paper's five batch sizes, 2 epochs of Fashion-MNIST each, three seeds, the full test set
+    # GPU scale: the paper's five batch sizes, one epoch of Fashion-MNIST each, two seeds, the full test set
+    # (50 runs, 0.6 million steps, each run's step replayed as a CUDA graph)
     "full": {
         "batch_sizes": (32, 16, 8, 4, 2),
-        "num_examples": 120_000,
-        "seeds": (0, 1, 2),
+        "num_examples": 60_000,
+        "seeds": (0, 1),
         "eval_size": None,
     },
     # the book's live CPU build: three batch sizes, 4,800 training examples each (8% of an epoch), one seed
@@ -166,6 +168,7 @@ def norms_batchsize(
     device: str | None = None,
     cpu_threads: int | None = 1,
     progress: bool = True,
+    workers: int | None = None,
 ) -> Result:
     """Train :class:`ConvNet3` with each norm at each batch size on the same example budget.
 
@@ -183,6 +186,8 @@ def norms_batchsize(
         device: default CUDA when available.
         cpu_threads: torch CPU threads during the run (restored after); None leaves the setting alone.
         progress: show progress bars.
+        workers: processes running the runs side by side (:func:`bncourse.parallel.run_jobs`, one thread
+            each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
 
     Returns:
         A result whose rows ``k`` are the runs, ``norm`` (str, ``"none"`` for no norm), ``batch_size``, ``seed``,
@@ -206,27 +211,20 @@ def norms_batchsize(
                                              "train_loss", "wall_time_s")}  # fmt: skip
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n_test = len(ds.x_test) if cfg["eval_size"] is None else min(cfg["eval_size"], len(ds.x_test))
-    x_test = images_to_tensor(ds.x_test[:n_test], device)
-    y_test = torch.as_tensor(np.asarray(ds.y_test[:n_test]), dtype=torch.long, device=device)
-    device_name = "cpu"
-    with _threads(cpu_threads):
-        for b in cfg["batch_sizes"]:
-            steps = cfg["num_examples"] // b
-            lr = base_lr * b / base_batch
-            runs = [{"norm": n, "seed": s, "data_seed": s, "lr": lr, "momentum": momentum}
-                    for s in cfg["seeds"] for n in norms]  # fmt: skip
-            for run in runs:  # one call per run: its own wall time
-                t0 = time.perf_counter()
-                out = train_models(  # its periodic test is skipped (1 image); the test below runs once, at the end
-                    lambda c: _model(c, ds), [run], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
-                    batch_size=b, eval_every=steps, eval_size=1, device=device, progress=progress,
-                )  # fmt: skip
-                acc = _accuracy(out["models"][0], x_test, y_test)
-                device_name = out["device"]
-                vals = (_key(run["norm"]), b, run["seed"], lr, steps, acc, out["train_loss"][0, -1],
-                        time.perf_counter() - t0)  # fmt: skip
-                for k, v in zip(rows, vals, strict=True):
-                    rows[k].append(v)
+    workers = default_workers() if workers is None else workers
+    source = dataset if isinstance(dataset, str) and workers > 1 else ds  # workers load it by name
+    jobs = [
+        ({"norm": n, "seed": s, "data_seed": s, "lr": base_lr * b / base_batch, "momentum": momentum}, b,
+         cfg["num_examples"] // b, source, n_test, str(device))
+        for b in cfg["batch_sizes"] for s in cfg["seeds"] for n in norms
+    ]  # fmt: skip
+    first = sorted(range(len(jobs)), key=lambda i: jobs[i][1])  # smallest batches (most steps) first
+    with _threads(cpu_threads if workers == 1 else None):
+        outs = run_jobs(_norms_run, [jobs[i] for i in first], workers, progress=progress, desc="ConvNet3 runs")
+    device_name = outs[0][0] if outs else "cpu"
+    for _, (_, vals) in sorted(zip(first, outs, strict=True), key=lambda pair: pair[0]):
+        for k, v in zip(rows, vals, strict=True):
+            rows[k].append(v)
     data = {k: np.array(v) for k, v in rows.items()}
     config = {
         "scale": scale,
@@ -246,9 +244,25 @@ def norms_batchsize(
     return Result("norms_batchsize", config, data, meta)
 
 
-def norms_batchsize_full() -> Result:
-    """The GPU-scale sweep (:data:`NORMS_SCALES` ``"full"``), for ``python -m bncourse.reproduce``."""
-    return norms_batchsize("full", cpu_threads=None)
+def _norms_run(run: dict, b: int, steps: int, dataset, n_test: int, device: str) -> tuple[str, tuple]:
+    """One run of :func:`norms_batchsize` (a worker's job): ``(device name, row values)``."""
+    t0 = time.perf_counter()
+    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    out = train_models(  # its periodic test is skipped (1 image); the test below runs once, at the end
+        lambda c: _model(c, ds), [run], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
+        batch_size=b, eval_every=steps, eval_size=1, device=device, progress=False,
+    )  # fmt: skip
+    x_test = images_to_tensor(ds.x_test[:n_test], device)
+    y_test = torch.as_tensor(np.asarray(ds.y_test[:n_test]), dtype=torch.long, device=device)
+    acc = _accuracy(out["models"][0], x_test, y_test)
+    loss = out["train_loss"][0, -1]
+    vals = (_key(run["norm"]), b, run["seed"], run["lr"], steps, acc, loss, time.perf_counter() - t0)
+    return out["device"], vals
+
+
+def norms_batchsize_full(device: str | None = None, workers: int | None = None) -> Result:
+    """The stored sweep (:data:`NORMS_SCALES` ``"full"``), for ``python -m bncourse.reproduce``."""
+    return norms_batchsize("full", cpu_threads=None, device=device, workers=workers)
 
 
 def accuracy_grid(result: Result) -> tuple[list[str], list[int], np.ndarray]:
