@@ -173,6 +173,7 @@ def train_mlps(
     cuda_graph: bool | None = None,
     progress: bool = True,
     backward: str = "manual",
+    steps_per_graph: int = 10,
 ) -> dict:
     """Train K MLPs with SGD at once and evaluate them every ``eval_every`` steps.
 
@@ -191,6 +192,9 @@ def train_mlps(
         progress: show a ``tqdm`` bar.
         backward: ``"manual"``, the hand-written step of :mod:`bncourse.engine_step` (fast), or
             ``"autograd"``, the same step through ``F.batch_norm`` and ``torch.autograd.grad`` (the reference).
+        steps_per_graph: with a CUDA graph, how many consecutive steps one graph holds (one replay runs
+            them all; the step counter lives on the device, so each takes the next batch). Fewer replays,
+            less launch overhead; a one-step graph covers intervals that are not a multiple of it.
 
     Returns:
         A dict of arrays: ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over the last
@@ -200,6 +204,8 @@ def train_mlps(
         raise ValueError("configs is empty: give at least one RunConfig")
     if num_steps < 1 or batch_size < 2 or eval_every < 1:
         raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2 (BN needs two values)")
+    if steps_per_graph < 1:
+        raise ValueError(f"steps_per_graph must be >= 1; got {steps_per_graph}")
     if backward not in ("manual", "autograd"):
         raise ValueError(f"backward must be 'manual' or 'autograd'; got {backward!r}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -256,9 +262,12 @@ def train_mlps(
             step_t.add_(1)
 
     step = manual_step if backward == "manual" else autograd_step
-    run = step
+    run, run_many, per_many = step, step, 1
     if use_graph:
         run = _capture(step, params, model, loss_sum, step_t)
+        if steps_per_graph > 1:
+            per_many = steps_per_graph
+            run_many = _capture(step, params, model, loss_sum, step_t, repeat=per_many)
 
     probe_x = xte[:probe_size]
     evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
@@ -267,7 +276,10 @@ def train_mlps(
     last = 0
     bar = tqdm(total=num_steps, disable=not progress, desc=f"training {k} model(s) on {device.type}")
     for s in evals:
-        for _ in range(s - last):
+        many, rest = divmod(s - last, per_many)
+        for _ in range(many):
+            run_many()
+        for _ in range(rest):
             run()
         bar.update(s - last)
         with torch.inference_mode():
@@ -295,13 +307,15 @@ def train_mlps(
         "configs": [asdict(c) for c in configs],
         "device": str(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
         "cuda_graph": use_graph,
+        "steps_per_graph": per_many,
         "wall_time_s": time.perf_counter() - started,
     }
     return out
 
 
-def _capture(step, params, model, loss_sum, step_t):
-    """Capture ``step`` as a CUDA graph after warm-up on a side stream; return a replay function.
+def _capture(step, params, model, loss_sum, step_t, repeat: int = 1):
+    """Capture ``repeat`` consecutive calls of ``step`` as one CUDA graph after warm-up on a side stream;
+    return a replay function.
 
     Warm-up steps change the state, so everything ``step`` mutates is saved first and restored after.
     """
@@ -310,11 +324,13 @@ def _capture(step, params, model, loss_sum, step_t):
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(3):
+            step_t.zero_()  # the warm-up takes the first batch each time: no index past a short run's end
             step()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        step()
+        for _ in range(repeat):
+            step()
     with torch.no_grad():
         for t, s in zip(params + model.running_mean + model.running_var + [loss_sum, step_t], saved, strict=True):
             t.copy_(s)

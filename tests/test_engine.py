@@ -107,6 +107,35 @@ def test_engine_learns_and_rejects_bad_input():
             train_mlps([RunConfig()], x_train, y_train, x_test, y_test, num_steps=1, sizes=SIZES, cuda_graph=True)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("steps_per_graph", [1, 10])
+def test_engine_cuda_graph_equals_eager_and_cpu(steps_per_graph):
+    """On CUDA the captured steps (one or ten per graph) give the eager run's and the CPU's numbers (float64)."""
+    x_train, y_train, x_test, y_test = _toy()
+    cfgs = [RunConfig(lr=0.3, norm=None, seed=0), RunConfig(lr=0.5, norm="bn", seed=1, data_seed=2),
+            RunConfig(lr=0.5, norm="bn", init="xavier", seed=2)]  # fmt: skip
+    kw = {
+        "num_steps": 25,
+        "batch_size": 16,
+        "eval_every": 12,
+        "sizes": SIZES,
+        "dtype": torch.float64,
+        "progress": False,
+    }
+    graph = train_mlps(cfgs, x_train, y_train, x_test, y_test, device="cuda", cuda_graph=True,
+                       steps_per_graph=steps_per_graph, **kw)  # fmt: skip
+    eager = train_mlps(cfgs, x_train, y_train, x_test, y_test, device="cuda", cuda_graph=False, **kw)
+    cpu = train_mlps(cfgs, x_train, y_train, x_test, y_test, device="cpu", **kw)
+    assert graph["cuda_graph"] and graph["steps_per_graph"] == steps_per_graph
+    for other in (eager, cpu):
+        np.testing.assert_allclose(graph["train_loss"][:, 1:], other["train_loss"][:, 1:], rtol=1e-9)
+        np.testing.assert_array_equal(graph["test_acc"], other["test_acc"])
+        for a, b in zip(
+            graph["weights"] + graph["running_mean"], other["weights"] + other["running_mean"], strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_batch_indices_seeded():
     a = batch_indices(100, 5, 7, 3)
     assert a.shape == (7, 5) and int(a.max()) < 100
