@@ -264,7 +264,7 @@ def train_mlps(
     step = manual_step if backward == "manual" else autograd_step
     run, run_many, per_many = step, step, 1
     if use_graph:
-        run = _capture(step, params, model, loss_sum, step_t)
+        run = run_many = _capture(step, params, model, loss_sum, step_t)
         if steps_per_graph > 1:
             per_many = steps_per_graph
             run_many = _capture(step, params, model, loss_sum, step_t, repeat=per_many)

@@ -129,7 +129,7 @@ def test_engine_cuda_graph_equals_eager_and_cpu(steps_per_graph):
     assert graph["cuda_graph"] and graph["steps_per_graph"] == steps_per_graph
     for other in (eager, cpu):
         np.testing.assert_allclose(graph["train_loss"][:, 1:], other["train_loss"][:, 1:], rtol=1e-9)
-        np.testing.assert_array_equal(graph["test_acc"], other["test_acc"])
+        np.testing.assert_allclose(graph["test_acc"], other["test_acc"], rtol=1e-6)  # float32 counts / n
         for a, b in zip(
             graph["weights"] + graph["running_mean"], other["weights"] + other["running_mean"], strict=True
         ):
