@@ -20,9 +20,12 @@ from tqdm.auto import tqdm
 __all__ = ["default_workers", "run_jobs"]
 
 
-def default_workers() -> int:
-    """Worker processes to use: ``$BNCOURSE_WORKERS`` if set, else 1 (serial; the book's CPU build)."""
-    return max(1, int(os.environ.get("BNCOURSE_WORKERS", "1")))
+def default_workers(all_cores: bool = False) -> int:
+    """Worker processes to use: ``$BNCOURSE_WORKERS`` if set, else 1 (serial: the book's CPU build) or, with
+    ``all_cores``, one per CPU core but one (for long stored sweeps)."""
+    if os.environ.get("BNCOURSE_WORKERS"):
+        return max(1, int(os.environ["BNCOURSE_WORKERS"]))
+    return max(1, (os.cpu_count() or 1) - 1) if all_cores else 1
 
 
 def _init_worker() -> None:

@@ -21,8 +21,11 @@ def test_run_jobs_rejects_bad_workers_and_reads_env(monkeypatch):
         run_jobs(_power, [(1, 1)], workers=0)
     monkeypatch.setenv("BNCOURSE_WORKERS", "3")
     assert default_workers() == 3
+    assert default_workers(all_cores=True) == 3
     monkeypatch.delenv("BNCOURSE_WORKERS")
     assert default_workers() == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert default_workers(all_cores=True) == 15
 
 
 def test_pooled_sweeps_equal_serial_sweeps():

@@ -300,5 +300,6 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
 def batchsize_full(device: str | None = None, workers: int | None = None) -> Result:
     """The stored run, ``python -m bncourse.reproduce batchsize-full``: :func:`batchsize_sweep` at ``"full"``
     scale (five norms, 60,000 examples per run, three seeds). Its 75 runs of tiny steps are overhead-bound on
-    any device: ``--workers 16`` spreads them over 16 CPU processes."""
-    return batchsize_sweep("full", device=device, workers=workers)
+    any device, so by default they run on the CPU, one process per core but one."""
+    workers = default_workers(all_cores=True) if workers is None else workers
+    return batchsize_sweep("full", device=device or "cpu", workers=workers)
