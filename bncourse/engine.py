@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bncourse import engine_step
+from bncourse.cuda_graphs import capture_steps
 from bncourse.models import MLP
 
 __all__ = ["RunConfig", "batch_indices", "stack_mlps", "train_mlps"]
@@ -263,11 +264,12 @@ def train_mlps(
 
     step = manual_step if backward == "manual" else autograd_step
     run, run_many, per_many = step, step, 1
-    if use_graph:
-        run = run_many = _capture(step, params, model, loss_sum, step_t)
+    if use_graph:  # everything the step changes, restored after the warm-up; the warm-up starts at batch 0
+        state = params + model.running_mean + model.running_var + [loss_sum, step_t]
+        run = run_many = capture_steps(step, state, reset=[step_t.zero_])
         if steps_per_graph > 1:
             per_many = steps_per_graph
-            run_many = _capture(step, params, model, loss_sum, step_t, repeat=per_many)
+            run_many = capture_steps(step, state, repeat=per_many, reset=[step_t.zero_])
 
     probe_x = xte[:probe_size]
     evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
@@ -311,27 +313,3 @@ def train_mlps(
         "wall_time_s": time.perf_counter() - started,
     }
     return out
-
-
-def _capture(step, params, model, loss_sum, step_t, repeat: int = 1):
-    """Capture ``repeat`` consecutive calls of ``step`` as one CUDA graph after warm-up on a side stream;
-    return a replay function.
-
-    Warm-up steps change the state, so everything ``step`` mutates is saved first and restored after.
-    """
-    saved = [t.detach().clone() for t in params + model.running_mean + model.running_var + [loss_sum, step_t]]
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            step_t.zero_()  # the warm-up takes the first batch each time: no index past a short run's end
-            step()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(repeat):
-            step()
-    with torch.no_grad():
-        for t, s in zip(params + model.running_mean + model.running_var + [loss_sum, step_t], saved, strict=True):
-            t.copy_(s)
-    return graph.replay

@@ -38,15 +38,18 @@ def run_jobs(
     workers: int | None = None,
     progress: bool = True,
     desc: str = "runs",
+    cost: Callable[[tuple], float] | None = None,
 ) -> list[Any]:
     """``[fn(*job) for job in jobs]``, in order, computed by ``workers`` processes (serially when 1).
 
     Args:
         fn: a module-level function (it is pickled by name for the workers).
-        jobs: argument tuples, one per run; put the longest first so the pool ends together.
+        jobs: argument tuples, one per run.
         workers: processes (default :func:`default_workers`); each uses one torch thread.
         progress: a ``tqdm`` bar over finished runs.
         desc: the bar's label.
+        cost: a job's expected cost; the pool starts the costliest first, so that its processes end together
+            (the results still come back in the order of ``jobs``).
     """
     workers = default_workers() if workers is None else workers
     if workers < 1:
@@ -56,7 +59,8 @@ def run_jobs(
     ctx = mp.get_context("spawn")  # no forked torch state; works the same on Linux, macOS and Windows
     results: list[Any] = [None] * len(jobs)
     with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_init_worker) as pool:
-        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i])) if cost else range(len(jobs))
+        futures = {pool.submit(fn, *jobs[i]): i for i in order}
         for future in tqdm(as_completed(futures), total=len(jobs), desc=f"{desc} ({workers} processes)",
                            disable=not progress):  # fmt: skip
             results[futures[future]] = future.result()

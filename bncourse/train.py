@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bncourse.cuda_graphs import capture_steps
 from bncourse.engine import batch_indices
 
 __all__ = ["images_to_tensor", "train_models"]
@@ -103,10 +104,8 @@ def train_models(
             running.add_(batch_loss.detach())
             step_t.add_(1)
 
-        run = _eager(step, opt)
-        if use_graph:
-            run = _capture(step, model, opt, [running, step_t]) or run
-        graph_used.append(getattr(run, "graph", False))
+        run, graphed = _graph_or_eager(step, model, opt, [running, step_t], use_graph)
+        graph_used.append(graphed)
         last = 0
         for e, s in enumerate(evals):
             model.train()
@@ -132,58 +131,35 @@ def train_models(
     }
 
 
-def _eager(step: Callable[[], None], opt: torch.optim.Optimizer) -> Callable[[], None]:
-    def run() -> None:
+def _graph_or_eager(step: Callable[[], None], model: torch.nn.Module, opt: torch.optim.Optimizer,
+                    counters: list[torch.Tensor], use_graph: bool) -> tuple[Callable[[], None], bool]:  # fmt: skip
+    """The function that runs one training step, and whether it replays a CUDA graph.
+
+    With ``use_graph``, the step is captured (:func:`bncourse.cuda_graphs.capture_steps`); SGD's momentum
+    buffers, which the warm-up created, are zeroed, so the first replay starts them from its gradient as a
+    fresh optimizer does. A step that cannot be captured runs eagerly, with a warning.
+    """
+
+    def eager() -> None:
         opt.zero_grad(set_to_none=True)
         step()
 
-    return run
-
-
-def _capture(step: Callable[[], None], model: torch.nn.Module, opt: torch.optim.Optimizer, extra: list[torch.Tensor]):
-    """Capture ``step`` as a CUDA graph (warm-up on a side stream, then capture); return its replay, or
-    ``None`` with a warning when the step cannot be captured.
-
-    The warm-up steps change the model, so every parameter, buffer and counter is saved first and copied
-    back after; SGD's momentum buffers (created by the warm-up) are zeroed, which makes the first replayed
-    step start them from its gradient, as a fresh optimizer does.
-    """
-    state = [t for t in [*model.parameters(), *model.buffers(), *extra]]
-    saved = [t.detach().clone() for t in state]
+    if not use_graph:
+        return eager, False
+    state = [*model.parameters(), *model.buffers(), *counters]
+    reset = [lambda: opt.zero_grad(set_to_none=True), counters[-1].zero_]  # grads from the graph's pool; batch 0
     try:
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                opt.zero_grad(set_to_none=True)
-                step()
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        opt.zero_grad(set_to_none=True)  # backward inside the graph allocates the gradients from its pool
-        with torch.cuda.graph(graph):
-            step()
+        replay = capture_steps(step, state, reset=reset)
     except Exception as e:  # noqa: BLE001 - any capture failure: train eagerly instead
         warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); training eagerly", stacklevel=3)
-        torch.cuda.synchronize()
-        ok = None
-    else:
-        ok = graph.replay
+        opt.state.clear()
+        return eager, False
     with torch.no_grad():
-        for t, s in zip(state, saved, strict=True):
-            t.copy_(s)
-        for st in opt.state.values():
-            for v in st.values():
+        for buffers in opt.state.values():
+            for v in buffers.values():
                 if torch.is_tensor(v):
                     v.zero_()
-    if ok is None:
-        opt.state.clear()
-        return None
-
-    def run() -> None:
-        ok()
-
-    run.graph = True
-    return run
+    return replay, True
 
 
 @torch.no_grad()

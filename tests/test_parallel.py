@@ -14,6 +14,8 @@ def test_run_jobs_keeps_order_serial_and_pooled():
     jobs = [(a, 2) for a in range(7)]
     assert run_jobs(_power, jobs, workers=1, progress=False) == [a * a for a in range(7)]
     assert run_jobs(_power, jobs, workers=2, progress=False) == [a * a for a in range(7)]
+    # the costliest first into the pool, the results still in the order of the jobs
+    assert run_jobs(_power, jobs, workers=2, progress=False, cost=lambda job: job[0]) == [a * a for a in range(7)]
 
 
 def test_run_jobs_rejects_bad_workers_and_reads_env(monkeypatch):

@@ -250,12 +250,12 @@ def batchsize_sweep(
         (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""))
         for norm in norms for b in batch_sizes for s in seeds
     ]  # fmt: skip
-    first = sorted(range(len(jobs)), key=lambda i: jobs[i][3])  # smallest step batches (most steps) first
     with one_thread():  # CPU threads only; harmless on a GPU
-        outs = run_jobs(_sweep_run, [jobs[i] for i in first], workers, progress=progress, desc="sweep runs")
+        outs = run_jobs(_sweep_run, jobs, workers, progress=progress, desc="sweep runs",
+                        cost=lambda job: 1 / job[3])  # fmt: skip  # the smaller the step batch, the more steps
     dev_name = outs[0][0] if outs else "cpu"
-    for i, (_, a, train_loss, bs) in zip(first, outs, strict=True):
-        norm, b, s = jobs[i][:3]
+    for job, (_, a, train_loss, bs) in zip(jobs, outs, strict=True):
+        norm, b, s = job[:3]
         ii, j, ss = norms.index(norm), list(batch_sizes).index(b), seeds.index(s)
         acc[ii, j, ss], loss[ii, j, ss] = a, train_loss
         if norm == "bn":

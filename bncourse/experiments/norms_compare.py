@@ -218,11 +218,11 @@ def norms_batchsize(
          cfg["num_examples"] // b, source, n_test, str(device))
         for b in cfg["batch_sizes"] for s in cfg["seeds"] for n in norms
     ]  # fmt: skip
-    first = sorted(range(len(jobs)), key=lambda i: jobs[i][1])  # smallest batches (most steps) first
     with _threads(cpu_threads if workers == 1 else None):
-        outs = run_jobs(_norms_run, [jobs[i] for i in first], workers, progress=progress, desc="ConvNet3 runs")
+        outs = run_jobs(_norms_run, jobs, workers, progress=progress, desc="ConvNet3 runs",
+                        cost=lambda job: job[2])  # fmt: skip  # the number of steps
     device_name = outs[0][0] if outs else "cpu"
-    for _, (_, vals) in sorted(zip(first, outs, strict=True), key=lambda pair: pair[0]):
+    for _, vals in outs:
         for k, v in zip(rows, vals, strict=True):
             rows[k].append(v)
     data = {k: np.array(v) for k, v in rows.items()}
