@@ -9,4 +9,4 @@ Modules (import them explicitly; nothing runs on import):
 - :mod:`bncourse.plots` and :mod:`bncourse.widgets` - figures and ipywidgets panels of results.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

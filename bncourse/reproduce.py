@@ -1,6 +1,8 @@
 """Regenerate the book's stored results: ``python -m bncourse.reproduce figure1-full`` (or ``--all``).
 
-Each result is written to ``results/<name>.json`` with its config, the data and device it ran on, the
+Each result is written to ``<out>/<name>.json`` (default: ``$BNCOURSE_RESULTS`` if set, else the package's
+``bncourse/stored/``, where the book reads them; set ``BNCOURSE_RESULTS`` to a folder of your own to use
+your runs instead of the shipped ones) with its config, the data and device it ran on, the
 torch version, the wall time and the command that made it. Run on a GPU for the paper-scale settings; on
 a CPU the same command works, more slowly.
 """
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from bncourse.experiments import Result
+from bncourse.experiments.result import stored_folders
 
 __all__ = ["RESULTS", "main", "run"]
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help=f"one or more of {sorted(RESULTS)}")
     p.add_argument("--all", action="store_true", help="regenerate every stored result")
-    p.add_argument("--out", default="results", help="output folder (default: results/)")
+    p.add_argument("--out", default=None, help="output folder (default: $BNCOURSE_RESULTS, else bncourse/stored/)")
     p.add_argument("--device", default=None, help="cuda or cpu, for the sweeps that take it (default: cuda if any)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes for the sweeps of many small runs (default: $BNCOURSE_WORKERS or 1)")  # fmt: skip
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     unknown = [n for n in names if n not in RESULTS]
     if unknown or not names:
         p.error(f"choose from {sorted(RESULTS)} or --all; got {names}")
-    out = Path(args.out)
+    out = Path(args.out) if args.out else stored_folders()[0]
     out.mkdir(parents=True, exist_ok=True)
     command = "python -m bncourse.reproduce " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     written = []

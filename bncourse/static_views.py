@@ -5,6 +5,10 @@ lines of plain JavaScript show the one the controls select.
 one output: Jupyter and Colab show the live panel (they prefer the widget mime type), while the website
 (built with ``nb_mime_priority_overrides`` preferring ``text/html``) shows the static view, which still
 responds to its controls.
+
+The static grid costs a figure per grid point, so it is drawn only while the book is built: where the
+environment variable ``BNCOURSE_BOOK_BUILD`` is ``1`` (``scripts/build_book.sh`` sets it). Elsewhere (Colab,
+Jupyter, VS Code) the panel is shown alone. Panels work with ipywidgets 7 (Colab's 7.7.1) and 8.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import html
 import io
 import itertools
 import json
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["LiveOrStatic", "figure_grid_html", "live_or_static"]
+__all__ = ["LiveOrStatic", "book_build", "figure_grid_html", "live_or_static", "widget_bundle"]
 
 _SCRIPT = """
 (function () {
@@ -112,17 +117,41 @@ def figure_grid_html(
     )
 
 
-class LiveOrStatic:
-    """One output with two renderings: a live ipywidgets panel and a precomputed static HTML view."""
+def book_build() -> bool:
+    """True while the website is being built (``BNCOURSE_BOOK_BUILD=1``): only then are static views drawn."""
+    return os.environ.get("BNCOURSE_BOOK_BUILD", "") == "1"
 
-    def __init__(self, widget, static_html: str) -> None:
+
+def widget_bundle(widget) -> dict[str, Any]:
+    """The display data of an ipywidgets widget, the same under ipywidgets 7 and 8.
+
+    ipywidgets 8 widgets have ``_repr_mimebundle_``; ipywidgets 7 (Colab's 7.7.1) widgets display through
+    ``_ipython_display_`` instead, so the view reference is built here from the widget's model id.
+    """
+    if hasattr(widget, "_repr_mimebundle_"):
+        bundle = widget._repr_mimebundle_()
+        return dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+    view = {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}  # what 7.x itself sends
+    data = {"text/plain": repr(widget)[:110], "application/vnd.jupyter.widget-view+json": view}
+    displayed = getattr(widget, "_handle_displayed", None)  # 7.x: run the widget's on_displayed callbacks
+    if displayed is not None:
+        displayed()
+    return data
+
+
+class LiveOrStatic:
+    """One output with two renderings: a live ipywidgets panel and, on the website, a static HTML view.
+
+    ``static_html`` is None off the website: then only the live panel is displayed.
+    """
+
+    def __init__(self, widget, static_html: str | None) -> None:
         self.widget, self.static_html = widget, static_html
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data = dict(data)
-        data["text/html"] = self.static_html
+        data = widget_bundle(self.widget)
+        if self.static_html is not None:
+            data["text/html"] = self.static_html
         return data
 
 
@@ -132,7 +161,23 @@ def live_or_static(
     controls: dict[str, Sequence[Any]],
     defaults: dict[str, Any],
     alt: str,
+    static: bool | None = None,
     **kwargs: Any,
 ) -> LiveOrStatic:
-    """Pair a live panel with :func:`figure_grid_html` over the same controls (see the module docstring)."""
+    """Pair a live panel with :func:`figure_grid_html` over the same controls (see the module docstring).
+
+    Args:
+        widget: the live panel.
+        render, controls, defaults, alt, kwargs: see :func:`figure_grid_html`.
+        static: draw the static grid; default :func:`book_build` (only while the book is built).
+    """
+    if static is None:
+        static = book_build()
+    if not static:
+        for name in controls:  # the same check the grid makes, so a bad default fails everywhere
+            if defaults.get(name) not in list(controls[name]):
+                raise ValueError(
+                    f"default of {name!r} must be one of {list(controls[name])}; got {defaults.get(name)!r}"
+                )
+        return LiveOrStatic(widget, None)
     return LiveOrStatic(widget, figure_grid_html(render, controls, defaults, alt, **kwargs))

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from bncourse.static_views import figure_grid_html, live_or_static
+from bncourse.static_views import figure_grid_html, live_or_static, widget_bundle
 
 SITE = Path(os.environ.get("BNCOURSE_SITE", Path(__file__).resolve().parents[1] / "_build" / "html")).resolve()
 
@@ -35,11 +35,47 @@ def test_grid_html_has_every_frame_and_controls():
         figure_grid_html(_render, {"a": [1, 2]}, {"a": 5}, alt="x")
 
 
-def test_live_or_static_bundle_has_both_renderings():
-    bundle = live_or_static(
-        ipywidgets.IntSlider(), lambda a: _render(a, "up"), {"a": [1, 2]}, {"a": 1}, alt="x"
-    )._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle and "bncourse-static-view" in bundle["text/html"]
+def test_live_or_static_bundle_has_both_renderings_only_in_the_book_build(monkeypatch):
+    def bundle(**kw):
+        panel = live_or_static(
+            ipywidgets.IntSlider(), lambda a: _render(a, "up"), {"a": [1, 2]}, {"a": 1}, alt="x", **kw
+        )
+        return panel._repr_mimebundle_()
+
+    monkeypatch.delenv("BNCOURSE_BOOK_BUILD", raising=False)
+    live = bundle()
+    assert "application/vnd.jupyter.widget-view+json" in live and "bncourse-static-view" not in live.get(
+        "text/html", ""
+    )
+    monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "1")
+    built = bundle()
+    assert "application/vnd.jupyter.widget-view+json" in built and "bncourse-static-view" in built["text/html"]
+    assert "bncourse-static-view" not in bundle(static=False).get("text/html", "")
+    with pytest.raises(ValueError, match="default of 'a'"):  # a bad default fails with or without the grid
+        live_or_static(ipywidgets.IntSlider(), _render, {"a": [1, 2]}, {"a": 3}, alt="x", static=False)
+
+
+class _Widget7:
+    """Stands in for an ipywidgets 7 widget: no _repr_mimebundle_, displayed through its model id."""
+
+    model_id = "abc123"
+    displayed = 0
+
+    def _handle_displayed(self):
+        self.displayed += 1
+
+
+def test_widget_bundle_for_ipywidgets_7_and_8():
+    w7 = _Widget7()
+    data = widget_bundle(w7)
+    assert data["application/vnd.jupyter.widget-view+json"] == {
+        "version_major": 2,
+        "version_minor": 0,
+        "model_id": "abc123",
+    }
+    assert w7.displayed == 1 and "text/plain" in data
+    w8 = ipywidgets.IntSlider()
+    assert widget_bundle(w8)["application/vnd.jupyter.widget-view+json"]["model_id"] == w8.model_id
 
 
 def _serve(root: Path):

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["STORED_FOLDERS", "Result", "load_stored", "make_meta"]
+__all__ = ["Result", "load_stored", "make_meta", "stored_folders"]
 
-# where stored results are looked for, relative to the working directory: the repository root, a chapter
-# (book/) or an exercise (book/exercises/)
-STORED_FOLDERS = ("results", "../results", "../../results")
+
+def stored_folders() -> list[Path]:
+    """Where stored results are looked for, first match wins: ``$BNCOURSE_RESULTS`` (a reader's own
+    regenerated results, if set), then the results that ship inside the package (``bncourse/stored/``, package
+    data), so they are found from any working directory, on Colab too."""
+    own = os.environ.get("BNCOURSE_RESULTS")
+    return ([Path(own)] if own else []) + [Path(str(resources.files("bncourse") / "stored"))]
 
 
 @dataclass
@@ -49,12 +55,13 @@ class Result:
         return cls(payload["name"], payload["config"], data, payload["meta"])
 
 
-def load_stored(name: str, folders: Sequence[str] = STORED_FOLDERS) -> Result | None:
+def load_stored(name: str, folders: Sequence[str | Path] | None = None) -> Result | None:
     """The stored result ``<folder>/<name>.json`` from the first of ``folders`` that has it, else None.
 
-    Stored results are the GPU-scale runs written by ``python -m bncourse.reproduce <name>``.
+    Stored results are the GPU-scale runs written by ``python -m bncourse.reproduce <name>``. ``folders``
+    defaults to :func:`stored_folders`.
     """
-    for folder in folders:
+    for folder in stored_folders() if folders is None else folders:
         path = Path(folder) / f"{name}.json"
         if path.is_file():
             return Result.load(path)

@@ -1,0 +1,12 @@
+"""bncourse: the package behind the interactive Batch Normalization course.
+
+Modules (import them explicitly; nothing runs on import):
+
+- :mod:`bncourse.norms` - from-scratch numpy references and torch modules for BN.
+- :mod:`bncourse.gradcheck` - centred-difference numeric gradients and ``rel_error``.
+- :mod:`bncourse.checks` - graders for the exercises.
+- :mod:`bncourse.experiments` - small experiments returning plain result objects.
+- :mod:`bncourse.plots` and :mod:`bncourse.widgets` - figures and ipywidgets panels of results.
+"""
+
+__version__ = "0.1.0"

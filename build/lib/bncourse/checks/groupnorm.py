@@ -1,0 +1,397 @@
+"""Graders for the chapter-7 exercises: Layer Norm forward, spatial Group Norm forward and backward (numpy).
+
+As in :mod:`bncourse.checks.batchnorm`, each checker runs the student's functions on copies of a few fixed
+cases, compares with the references in :mod:`bncourse.norms.group`, prints one line when they agree, and
+otherwise raises ``AssertionError`` with a hint naming the likely mistake, found by computing known-wrong
+variants (normalising over the batch, groups reshaped in the wrong order, gamma per group, unbiased
+variance, eps missing, ...) and seeing which one the output matches. Any correct implementation passes: any
+cache layout (never inspected), float32 or float64 (tolerance 1e-7 of the scale for float64, else 1e-3),
+and for spatial Group Norm ``dgamma``/``dbeta`` of shape ``(C,)`` or ``(1, C, 1, 1)``.
+
+Signatures: ``layernorm_forward(x, gamma, beta, eps) -> (out, cache)`` with ``x`` ``(N, D)``;
+``spatial_groupnorm_forward(x, gamma, beta, G, eps) -> (out, cache)`` with ``x`` ``(N, C, H, W)``, ``gamma``,
+``beta`` ``(C,)``; ``spatial_groupnorm_backward(dout, cache) -> (dx, dgamma, dbeta)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace as _Case
+from typing import Any
+
+import numpy as np
+
+from bncourse.checks.batchnorm import _EPS_GUESSES, _tol, _tuple
+from bncourse.gradcheck import rel_error
+from bncourse.norms.group import groupnorm_backward, groupnorm_forward, layernorm_forward
+
+__all__ = ["check_layernorm_forward", "check_spatial_groupnorm_backward", "check_spatial_groupnorm_forward"]
+
+_Variants = list[tuple[str, Callable[[_Case], np.ndarray]]]  # (hint naming the mistake, output with it)
+
+
+def _std(x: np.ndarray, axes: tuple[int, ...] | None, eps: float, ddof: int = 0, how: str = "sqrt") -> np.ndarray:
+    """(x - mean) / sd over ``axes``, computed right (the defaults) or in one of the wrong ways."""
+    var = x.var(axis=axes, ddof=ddof, keepdims=True)
+    sd = {"sqrt": np.sqrt(var + eps), "outside": np.sqrt(var) + eps, "var": var + eps}[how]
+    return (x - x.mean(axis=axes, keepdims=True)) / sd
+
+
+def _grouped(c: _Case, fn: Callable[[np.ndarray], np.ndarray], order: str = "right") -> np.ndarray:
+    """Apply ``fn`` (standardise over axis 2) to x grouped as ``(N, G, C/G * H * W)``, or in a wrong order:
+    ``"interleaved"`` reshapes ``(N, C/G, G, H, W)`` (channel c in group c % G), ``"g-first"`` ``(G, -1)``."""
+    x, n, g = c.x, c.x.shape[0], c.g
+    if order == "right":
+        return fn(x.reshape(n, g, -1)).reshape(x.shape)
+    if order == "interleaved":
+        xi = x.reshape(n, -1, g, *x.shape[2:]).swapaxes(1, 2).reshape(n, g, -1)  # (N, G, C/G * H * W)
+        return fn(xi).reshape(n, g, -1, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
+    return fn(x.reshape(1, g, -1)).reshape(x.shape)  # "g-first": groups of whole examples
+
+
+def _ch(c: _Case, a: np.ndarray) -> np.ndarray:
+    """A per-channel ``(C,)`` array broadcast against ``(N, C, H, W)``."""
+    return a.reshape(1, -1, 1, 1)
+
+
+def _gb(c: _Case, xh: np.ndarray, gamma: np.ndarray | None = None, beta: np.ndarray | None = None) -> np.ndarray:
+    gamma = c.gamma if gamma is None else gamma
+    beta = c.beta if beta is None else beta
+    return (_ch(c, gamma) * xh + _ch(c, beta)) if c.x.ndim == 4 else gamma * xh + beta
+
+
+def _per_group(c: _Case, a: np.ndarray, first: bool) -> np.ndarray:
+    """gamma per group: the group's first channel's value (``first``) or ``a[group index]``, per channel."""
+    size = len(a) // c.g
+    idx = np.arange(len(a)) // size
+    return a[idx * size] if first else a[idx]
+
+
+def _ln_case(label: str, x: np.ndarray, rng: np.random.Generator, eps: float = 1e-5) -> _Case:
+    d = x.shape[1]
+    gamma = rng.uniform(0.5, 2.0, d) * rng.choice([-1.0, 1.0], d)
+    out = _Case(label=label, x=x, gamma=gamma, beta=rng.uniform(-2, 2, d), eps=eps, dout=rng.normal(size=x.shape))
+    out.args = (x, gamma, out.beta, eps)
+    return out
+
+
+def _gn_case(label: str, x: np.ndarray, g: int, rng: np.random.Generator, eps: float = 1e-5) -> _Case:
+    c = x.shape[1]
+    gamma = rng.uniform(0.5, 2.0, c) * rng.choice([-1.0, 1.0], c)
+    out = _Case(label=label, x=x, g=g, gamma=gamma, beta=rng.uniform(-2, 2, c), eps=eps, dout=rng.normal(size=x.shape))
+    out.args = (x, gamma, out.beta, g, eps)
+    xg = x.reshape(x.shape[0], g, -1)
+    out.inv_std = np.broadcast_to(1 / np.sqrt(xg.var(axis=2, keepdims=True) + eps), xg.shape).reshape(x.shape)
+    out.xh = _grouped(out, lambda a: _std(a, (2,), eps))
+    return out
+
+
+def _ln_cases() -> list[_Case]:
+    rng = np.random.default_rng(7)
+    shift = lambda n, d: rng.normal(rng.uniform(-5, 5, (n, 1)), rng.uniform(1, 3, (n, 1)), (n, d))  # noqa: E731
+    tiny = shift(4, 6)
+    tiny[2] = rng.normal(0.0, 1e-3, 6)  # one example of std 1e-3: sqrt(var) and sqrt(var + eps) differ 3x
+    return [_ln_case("N=4, D=5", shift(4, 5), rng), _ln_case("N=1, D=6", shift(1, 6), rng),
+            _ln_case("N=3, D=2", shift(3, 2), rng), _ln_case("N=4, D=6 with an example of std 1e-3", tiny, rng),
+            _ln_case("N=3, D=7, eps=0.1", shift(3, 7), rng, eps=0.1)]  # fmt: skip
+
+
+def _gn_cases() -> list[_Case]:
+    rng = np.random.default_rng(72)
+    x = lambda *s: rng.normal(rng.uniform(-4, 4, (1, s[1], 1, 1)), rng.uniform(0.5, 3, (1, s[1], 1, 1)), s)  # noqa: E731
+    tiny = x(2, 6, 2, 3)
+    tiny[0, 3:6] = rng.normal(0.0, 1e-3, (3, 2, 3))  # example 0, group 1 (channels 3-5) of std 1e-3
+    return [_gn_case("N=2, C=6, H=3, W=4, G=3", x(2, 6, 3, 4), 3, rng),
+            _gn_case("N=3, C=8, H=2, W=3, G=2", x(3, 8, 2, 3), 2, rng),
+            _gn_case("N=1, C=4, H=4, W=2, G=2", x(1, 4, 4, 2), 2, rng),
+            _gn_case("N=2, C=6, H=2, W=3, G=2 with a group of std 1e-3", tiny, 2, rng),
+            _gn_case("N=3, C=4, H=2, W=2, G=1", x(3, 4, 2, 2), 1, rng),
+            _gn_case("N=2, C=8, H=3, W=2, G=4, eps=0.1", x(2, 8, 3, 2), 4, rng, eps=0.1)]  # fmt: skip
+
+
+def _common(std: Callable[..., np.ndarray]) -> _Variants:
+    """Mistakes shared by both forwards; ``std(c, **kw)`` is x_hat computed over the right axes."""
+    return [
+        ("eps is missing (or far too small): use sqrt(var + eps)", lambda c: _gb(c, std(c, eps=0.0))),
+        *[(f"eps is ignored: your out matches eps = {e:g} hard-coded, whatever eps is passed; use the eps argument",
+           lambda c, e=e: _gb(c, std(c, eps=e))) for e in _EPS_GUESSES],
+        ("eps added outside the square root (sqrt(var) + eps); it belongs inside: sqrt(var + eps)",
+         lambda c: _gb(c, std(c, how="outside"))),
+        ("divided by the variance instead of the standard deviation: x_hat = (x - mu) / sqrt(var + eps)",
+         lambda c: _gb(c, std(c, how="var"))),
+        ("unbiased variance (ddof=1, dividing by the count - 1): normalise with the biased variance (divide by "
+         "the count)", lambda c: _gb(c, std(c, ddof=1))),
+        ("gamma and beta swapped: out = gamma * x_hat + beta", lambda c: _gb(c, std(c), c.beta, c.gamma)),
+        ("gamma left out: out = gamma * x_hat + beta", lambda c: _gb(c, std(c), np.ones_like(c.gamma))),
+        ("beta left out: out = gamma * x_hat + beta", lambda c: _gb(c, std(c), None, np.zeros_like(c.beta))),
+        ("gamma and beta both left out: you returned x_hat; out = gamma * x_hat + beta",
+         lambda c: std(c)),
+    ]  # fmt: skip
+
+
+def _ln_std(c: _Case, axes: tuple[int, ...] | None = (1,), eps: float | None = None, **kw: Any) -> np.ndarray:
+    return _std(c.x, axes, c.eps if eps is None else eps, **kw)
+
+
+def _gn_std(c: _Case, eps: float | None = None, order: str = "right", **kw: Any) -> np.ndarray:
+    return _grouped(c, lambda a: _std(a, (2,), c.eps if eps is None else eps, **kw), order)
+
+
+_LN_VARIANTS: _Variants = [
+    ("statistics over the batch (axis=0): that is Batch Norm. Layer Norm normalises each example over its "
+     "features: mean and var over axis=1 (keepdims=True)", lambda c: _gb(c, _ln_std(c, (0,)))),
+    ("statistics over the whole array (no axis); Layer Norm takes one mean and var per example: axis=1",
+     lambda c: _gb(c, _ln_std(c, None))),
+    *_common(_ln_std),
+]  # fmt: skip
+_GN_VARIANTS: _Variants = [
+    ("statistics over the batch and space per channel, axes (0, 2, 3): that is Batch Norm. Group Norm takes "
+     "them per example and per group: reshape to (N, G, C // G * H * W), mean and var over axis 2",
+     lambda c: _gb(c, _std(c.x, (0, 2, 3), c.eps))),
+    ("the batch axis is included: statistics over (N, the group's channels, H, W). Group Norm uses no batch "
+     "statistics: one mean and var per example and group", lambda c: _gb(c, _grouped(
+         c, lambda a: _std(a, (0, 2), c.eps)))),
+    ("groups reshaped in the wrong order: x.reshape(N, C // G, G, H, W) puts channel c in group c % G; groups "
+     "are consecutive channels: x.reshape(N, G, C // G, H, W)", lambda c: _gb(c, _gn_std(c, order="interleaved"))),
+    ("x.reshape(G, -1) mixes the examples: keep the batch axis first, x.reshape(N, G, -1)",
+     lambda c: _gb(c, _gn_std(c, order="g-first"))),
+    ("G is ignored: statistics per channel over H, W (that is Instance Norm, G = C); group C // G channels",
+     lambda c: _gb(c, _std(c.x, (2, 3), c.eps))),
+    ("G is ignored: statistics over all of (C, H, W) (that is Layer Norm, G = 1); use G groups",
+     lambda c: _gb(c, _std(c.x, (1, 2, 3), c.eps))),
+    ("gamma and beta applied per group (the first channel's value for the whole group); they are per channel: "
+     "reshape x_hat back to (N, C, H, W), then gamma.reshape(1, C, 1, 1) * x_hat + beta.reshape(1, C, 1, 1)",
+     lambda c: _gb(c, _gn_std(c), _per_group(c, c.gamma, True), _per_group(c, c.beta, True))),
+    ("gamma and beta applied per group (gamma[:G], one value per group); they are per channel: gamma.reshape(1, "
+     "C, 1, 1) * x_hat + beta.reshape(1, C, 1, 1)",
+     lambda c: _gb(c, _gn_std(c), _per_group(c, c.gamma, False), _per_group(c, c.beta, False))),
+    *_common(_gn_std),
+]  # fmt: skip
+
+
+def _gdx(c: _Case, a: Callable | float, b: Callable | float, gam: bool = True) -> np.ndarray:
+    """inv_std * (g - a(g) - x_hat * b(g * x_hat)) with g = gamma * dout, grouped; right for a = b = group mean."""
+    g = c.dout * _ch(c, c.gamma) if gam else c.dout
+    n, k = c.x.shape[0], c.g
+    gg, xg = g.reshape(n, k, -1), c.xh.reshape(n, k, -1)
+    ta = a(gg) if callable(a) else a
+    tb = b(gg * xg) if callable(b) else b
+    return (c.inv_std.reshape(n, k, -1) * (gg - ta - xg * tb)).reshape(c.x.shape)
+
+
+def _gmean(scale: Callable[[_Case, int], float] = lambda c, m: 1.0) -> Callable[[_Case], Callable]:
+    """A group reduction: the sum over each (example, group) times ``scale(c, M) / M``, M = C/G * H * W."""
+    return lambda c: lambda t: t.sum(axis=2, keepdims=True) * scale(c, t.shape[2]) / t.shape[2]
+
+
+_M = _gmean()
+_DX_VARIANTS: _Variants = [
+    ("gamma left out of dx: the gradient into x_hat is dout * gamma (per channel)",
+     lambda c: _gdx(c, _M(c), _M(c), gam=False)),
+    ("dx treats mu and var as constants (dx = gamma * dout / std); they depend on x: add the mean and variance "
+     "paths", lambda c: _gdx(c, 0.0, 0.0)),
+    ("dx is missing the variance path (the x_hat * mean(g * x_hat) term)", lambda c: _gdx(c, _M(c), 0.0)),
+    ("dx is missing the mean path (the mean(g) term)", lambda c: _gdx(c, 0.0, _M(c))),
+    ("dx uses M - 1 instead of M, the group size C // G * H * W (the variance is biased)",
+     lambda c: _gdx(c, _gmean(lambda c, m: m / (m - 1))(c), _gmean(lambda c, m: m / (m - 1))(c))),
+    ("dx divides by C // G, not by the group size M = C // G * H * W: the means run over H and W too",
+     lambda c: _gdx(c, _gmean(lambda c, m: c.x.shape[2] * c.x.shape[3])(c),
+                    _gmean(lambda c, m: c.x.shape[2] * c.x.shape[3])(c))),
+    ("dx uses sums where means belong (divide by the group size M = C // G * H * W)",
+     lambda c: _gdx(c, _gmean(lambda c, m: m)(c), _gmean(lambda c, m: m)(c))),
+    ("dx reduces over the batch and space per channel (Batch Norm's backward); the means in dx run over each "
+     "example's group: (N, G, C // G * H * W), axis 2", lambda c: _bn_style_dx(c)),
+    ("dx is missing the division by std = sqrt(var + eps)", lambda c: _gdx(c, _M(c), _M(c)) / c.inv_std),
+    ("dx has the sign of the variance path wrong: it is - x_hat * mean(g * x_hat)",
+     lambda c: _gdx(c, _M(c), lambda t: -t.mean(axis=2, keepdims=True))),
+]  # fmt: skip
+_DG = "dgamma = sum(dout * x_hat, axis=(0, 2, 3))"
+_DGAMMA_VARIANTS: _Variants = [
+    (f"dgamma uses x instead of x_hat: {_DG}", lambda c: (c.dout * c.x).sum(axis=(0, 2, 3))),
+    (f"dgamma takes the mean instead of the sum: {_DG}", lambda c: (c.dout * c.xh).mean(axis=(0, 2, 3))),
+    (f"dgamma is multiplied by gamma: {_DG}", lambda c: (c.dout * c.xh).sum(axis=(0, 2, 3)) * c.gamma),
+    (f"dgamma is missing the x_hat factor: {_DG}", lambda c: c.dout.sum(axis=(0, 2, 3))),
+    (f"dgamma is summed over each group's channels too; gamma is per channel: {_DG}",
+     lambda c: np.repeat((c.dout * c.xh).sum(axis=(0, 2, 3)).reshape(c.g, -1).sum(1), c.x.shape[1] // c.g)),
+]  # fmt: skip
+_DBETA_VARIANTS: _Variants = [
+    ("dbeta takes the mean instead of the sum: dbeta = sum(dout, axis=(0, 2, 3))",
+     lambda c: c.dout.mean(axis=(0, 2, 3))),
+    ("dbeta is multiplied by gamma: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.sum(axis=(0, 2, 3)) * c.gamma),
+    ("dbeta is summed over each group's channels too; beta is per channel: dbeta = sum(dout, axis=(0, 2, 3))",
+     lambda c: np.repeat(c.dout.sum(axis=(0, 2, 3)).reshape(c.g, -1).sum(1), c.x.shape[1] // c.g)),
+]  # fmt: skip
+
+
+def _bn_style_dx(c: _Case) -> np.ndarray:
+    g = c.dout * _ch(c, c.gamma)
+    a, b = g.mean(axis=(0, 2, 3), keepdims=True), (g * c.xh).mean(axis=(0, 2, 3), keepdims=True)
+    return c.inv_std * (g - a - c.xh * b)
+
+
+def _err(a: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> float:
+    """Largest ``|a - ref| / scale`` (elementwise, ``scale`` broadcast), inf when not finite."""
+    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        e = np.max(np.abs(a - ref) / np.maximum(scale, 1e-12))
+    return float(e) if np.isfinite(e) else np.inf
+
+
+def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
+    """The size of an output's terms, which errors are measured against: per channel (or feature) for out,
+    dgamma and dbeta; per example and group for dx (a group of std 1e-3 has terms 1000 times larger)."""
+    if key == "out":
+        return np.abs(ref).max(axis=(0, 2, 3), keepdims=True) if ref.ndim == 4 else np.abs(ref).max(axis=0)
+    if key == "dx":
+        n = c.x.shape[0]
+        t = np.abs(c.dout * _ch(c, c.gamma)).reshape(n, c.g, -1).max(axis=2, keepdims=True)
+        return (t * c.inv_std.reshape(n, c.g, -1)).reshape(c.x.shape)
+    return np.abs(c.dout * c.xh).sum(axis=(0, 2, 3)) if key == "dgamma" else np.abs(c.dout).sum(axis=(0, 2, 3))
+
+
+def _call(fn: Callable, name: str, *args: Any) -> Any:
+    """Call student code; re-raise anything it raises as an AssertionError, chained to the original."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        hint = ""
+        if isinstance(e, ValueError) and ("broadcast" in str(e) or "reshape" in str(e)):
+            hint = (" (a shape mismatch: reduce with keepdims=True, and reshape per-channel gamma, beta to "
+                    "(1, C, 1, 1) or per-feature ones to (D,))")  # fmt: skip
+        elif isinstance(e, NotImplementedError):
+            hint = " (the exercise is not filled in yet)"
+        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
+
+
+def _array(v: Any, name: str, what: str, shape: tuple[int, ...], c: _Case) -> np.ndarray:
+    """The student's output as a float array of the expected shape, or an AssertionError saying why not."""
+    if v is None:
+        raise AssertionError(f"{name}: {what} is None: fill in the exercise (compute {what} and return it)")
+    a = np.asarray(v)
+    if what in ("dgamma", "dbeta") and a.shape in ((1, shape[0], 1, 1), (1, shape[0])):
+        a = a.reshape(shape)
+    if a.shape != shape:
+        hint = f"{what} must have the shape of x, {shape}"
+        if what in ("dgamma", "dbeta"):
+            n, ch, h, w = c.x.shape
+            hint = f"{what} has one value per channel: sum over N, H and W, axis=(0, 2, 3)"
+            if a.shape == (c.g,) and c.g != ch:
+                hint = f"{what} has one value per channel, not per group: sum over axis=(0, 2, 3) only"
+            elif a.size == 1:
+                hint = f"{what} has one value per channel (C,): do not sum over the channel axis"
+        raise AssertionError(f"{name}: {what} has the wrong shape: expected {shape}, got {a.shape}; {hint}")
+    a = a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise AssertionError(f"{name}: {what} contains NaN or inf: a division by zero? eps goes in sqrt(var + eps)")
+    return a
+
+
+def _judge(name: str, what: str, outs: list, refs: list, cases: list, variants: _Variants, tol: float, hint: str):
+    """None when every case agrees, else the message: a matched wrong variant, or which cases fail."""
+    errs = [_err(o, r, _scale(what, c, r)) for o, r, c in zip(outs, refs, cases, strict=True)]
+    if max(errs) <= tol:
+        return None, max(errs)
+    with np.errstate(all="ignore"):
+        for msg, fn in variants:
+            if all(_err(o, fn(c), _scale(what, c, r)) <= 3 * tol for o, r, c in zip(outs, refs, cases, strict=True)):
+                return f"{what} is wrong: {msg}", max(errs)
+    bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
+    k = int(np.argmax(errs))
+    if bad == [cases[-1].label] and "eps" in bad[0]:
+        hint = "only the eps=0.1 case fails: is the eps argument used, not a hard-coded value? " + hint
+    elif len(bad) == 1 and "1e-3" in bad[0]:
+        hint = "only the case with a std-1e-3 group fails: check where eps goes, sqrt(var + eps). " + hint
+    return (
+        f"{what} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {errs[k]:.2e} of the "
+        f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {cases[k].label}.\n"
+        f"Hint: {hint}"
+    ), max(errs)
+
+
+def _run_forward(forward: Callable, name: str, cases: list[_Case], ref: Callable, variants: _Variants, hint: str):
+    outs, caches = [], []
+    for c in cases:
+        res = _call(forward, f"{name}: forward", *(np.copy(a) if isinstance(a, np.ndarray) else a for a in c.args))
+        out, cache = _tuple(res, name, "forward", "(out, cache)", 2)
+        outs.append(_array(out, name, "out", c.x.shape, c))
+        caches.append(cache)
+    tol = _tol(*outs)
+    msg, err = _judge(name, "out", outs, [ref(c) for c in cases], cases, variants, tol, hint)
+    if msg:
+        raise AssertionError(f"{name}: {msg}")
+    return caches, err, tol
+
+
+_LN_HINT = "per example: mu and var over axis=1 (biased), x_hat = (x - mu) / sqrt(var + eps), gamma * x_hat + beta"
+_GN_HINT = ("xg = x.reshape(N, G, -1); mean and (biased) var over axis 2; x_hat = ((xg - mu) / sqrt(var + eps))"
+            ".reshape(N, C, H, W); out = gamma.reshape(1, C, 1, 1) * x_hat + beta.reshape(1, C, 1, 1)")  # fmt: skip
+
+
+def check_layernorm_forward(forward: Callable) -> None:
+    """Check ``forward(x, gamma, beta, eps) -> (out, cache)``, Layer Norm of ``x`` ``(N, D)`` over its features.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake, when ``out`` is wrong or the function raises.
+    """
+    cases = _ln_cases()
+    ref = lambda c: layernorm_forward(c.x, c.gamma, c.beta, c.eps)[0]  # noqa: E731
+    _, err, tol = _run_forward(forward, "check_layernorm_forward", cases, ref, _LN_VARIANTS, _LN_HINT)
+    print(f"check_layernorm_forward: all {len(cases)} cases passed (max error {err:.1e} of the scale, tol {tol:.0e})")
+
+
+def _gn_ref(c: _Case) -> np.ndarray:
+    return groupnorm_forward(c.x, c.gamma, c.beta, c.g, c.eps)[0]
+
+
+def check_spatial_groupnorm_forward(forward: Callable) -> None:
+    """Check ``forward(x, gamma, beta, G, eps) -> (out, cache)``: Group Norm of ``x`` ``(N, C, H, W)`` with
+    ``G`` groups of consecutive channels; ``gamma``, ``beta`` ``(C,)``.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake, when ``out`` is wrong or the function raises.
+    """
+    cases = _gn_cases()
+    _, err, tol = _run_forward(forward, "check_spatial_groupnorm_forward", cases, _gn_ref, _GN_VARIANTS, _GN_HINT)
+    print(f"check_spatial_groupnorm_forward: all {len(cases)} cases passed (max error {err:.1e}, tol {tol:.0e})")
+
+
+def check_spatial_groupnorm_backward(forward: Callable, backward: Callable) -> None:
+    """Check ``backward(dout, cache) -> (dx, dgamma, dbeta)`` fed the caches of the student's own ``forward``
+    (checked first: a wrong forward is reported as such).
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake, when an output is wrong or a function raises.
+    """
+    name, cases = "check_spatial_groupnorm_backward", _gn_cases()
+    try:
+        caches, _, ftol = _run_forward(
+            forward, "check_spatial_groupnorm_forward", cases, _gn_ref, _GN_VARIANTS, _GN_HINT
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{name}: your forward is wrong; fix it first (run check_spatial_groupnorm_forward)."
+                             f"\nIt reports: {e}") from e  # fmt: skip
+    keys = ("dx", "dgamma", "dbeta")
+    got: dict[str, list] = {k: [] for k in keys}
+    refs: dict[str, list] = {k: [] for k in keys}
+    for c, cache in zip(cases, caches, strict=True):
+        res = _tuple(_call(backward, f"{name}: backward", c.dout.copy(), cache), name, "backward",
+                     "(dx, dgamma, dbeta)", 3)  # fmt: skip
+        ref = groupnorm_backward(c.dout, groupnorm_forward(c.x, c.gamma, c.beta, c.g, c.eps)[1])
+        for k, v, r in zip(keys, res, ref, strict=True):
+            got[k].append(_array(v, name, k, r.shape, c))
+            refs[k].append(r)
+    variants = {"dx": _DX_VARIANTS, "dgamma": _DGAMMA_VARIANTS, "dbeta": _DBETA_VARIANTS}
+    numeric = ("compare with a numeric gradient: bncourse.gradcheck.eval_numerical_gradient_array(lambda x: "
+               "forward(x, gamma, beta, G, eps)[0], x, dout)")  # fmt: skip
+    msgs, errs, tols = [], [], []
+    for k in keys:
+        tol = max(_tol(*got[k]), ftol)
+        msg, err = _judge(name, k, got[k], refs[k], cases, variants[k], tol, numeric)
+        errs.append(err)
+        tols.append(tol)
+        if msg:
+            msgs.append(msg)
+    if msgs:
+        raise AssertionError(f"{name}: " + "\n".join(msgs))
+    print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta (max error {max(errs):.1e}, "
+          f"tol {max(tols):.0e})")  # fmt: skip

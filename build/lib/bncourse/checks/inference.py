@@ -1,0 +1,388 @@
+"""Graders for the chapter-4 exercises: the running-statistics update, folding BN into a linear layer, and
+recalibrating a model's BN statistics (PreciseBN).
+
+Each checker runs the student's function on a few fixed cases (copies of the inputs), compares with a
+reference, prints one line when they agree, and otherwise raises ``AssertionError`` with a hint that names
+the likely mistake: the student's output is compared with known-wrong variants (Keras' momentum
+convention, the biased variance, eps left out, columns scaled instead of rows, statistics not reset, ...).
+Correct alternatives pass: float32 or float64, in place or not, either estimator of the variance in the
+recalibration (PyTorch's cumulative average of batch variances, or the pooled variance of all examples).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from types import SimpleNamespace as _Case
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bncourse.inference import bn_layers, recalibrate_bn
+
+__all__ = ["check_fold_linear_bn", "check_recalibrate", "check_running_update"]
+
+_Variants = list[tuple[str, Callable[[_Case], Any]]]
+
+
+_SHAPES = " (a shape mismatch: a (D,) vector against an (N, D) array; reduce over axis=0, the batch)"
+
+
+def _call(fn: Callable, name: str, *args: Any, broadcast_hint: str = _SHAPES) -> Any:
+    """Call student code; re-raise anything it raises as an AssertionError with a hint, chained to it."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        hint = ""
+        if isinstance(e, ValueError) and "broadcast" in str(e):
+            hint = broadcast_hint
+        elif isinstance(e, NotImplementedError):
+            hint = " (the exercise is not filled in yet)"
+        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
+
+
+def _arrays(res: Any, name: str, names: tuple[str, str], shapes: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
+    """The student's two outputs as float arrays of the expected shapes, or an AssertionError saying why not."""
+    if not isinstance(res, tuple) or len(res) != 2:
+        got = f"a tuple of length {len(res)}" if isinstance(res, tuple) else type(res).__name__
+        raise AssertionError(f"{name}: return a tuple ({', '.join(names)}); got {got}")
+    out = []
+    for v, what, shape in zip(res, names, shapes, strict=True):
+        if v is None:
+            raise AssertionError(f"{name}: {what} is None: fill in the exercise and return it")
+        a = np.asarray(v.detach() if isinstance(v, torch.Tensor) else v)
+        if a.shape != shape:
+            raise AssertionError(f"{name}: {what} has the wrong shape: expected {shape}, got {a.shape}")
+        a = a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
+        if not np.all(np.isfinite(a)):
+            raise AssertionError(f"{name}: {what} contains NaN or inf (a division by zero? eps goes inside the sqrt)")
+        out.append(a)
+    return out
+
+
+def _err(a: np.ndarray, ref: np.ndarray) -> float:
+    """Largest |a - ref| as a fraction of the largest |ref| (at least 1e-12)."""
+    return float(np.max(np.abs(a - ref)) / max(1e-12, float(np.max(np.abs(ref)))))
+
+
+def _tol(res: Any) -> float:
+    """1e-7 for float64 outputs, 1e-4 for anything narrower (float32 arithmetic)."""
+    wide = all(np.asarray(v.detach() if isinstance(v, torch.Tensor) else v).dtype == np.float64 for v in res)
+    return 1e-7 if wide else 1e-4
+
+
+def _match(outs: list, cases: list[_Case], variants: _Variants, tol: float) -> str | None:
+    """The hint of the first variant that the student's outputs match on every case, if any."""
+    with np.errstate(all="ignore"):
+        for hint, fn in variants:
+            refs = [fn(c) for c in cases]
+            if all(r is not None and np.shape(r) == np.shape(o) and _err(o, r) <= 10 * tol for o, r in zip(outs, refs)):  # noqa: B905
+                return hint
+    return None
+
+
+# ------------------------------------------------------------------------------- 1. the running update
+
+_PT = "PyTorch: running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance"
+
+
+def _update_cases() -> list[_Case]:
+    rng = np.random.default_rng(4)
+    cases = []
+    for n, d, mom in [(2, 3, 0.1), (5, 4, 0.5), (32, 2, 0.01), (8, 3, 1.0), (16, 1, 0.25)]:
+        x = rng.normal(rng.normal(0, 3, d), rng.uniform(0.5, 3, d), (n, d))
+        rm, rv = rng.normal(0, 1, d), rng.uniform(0.5, 2.0, d)
+        mu, vb, vu = x.mean(0), x.var(0), x.var(0, ddof=1)
+        cases.append(_Case(x=x, rm=rm, rv=rv, mom=mom, mu=mu, vb=vb, vu=vu, label=f"N={n}, D={d}, momentum={mom}"))
+    return cases
+
+
+def _ema(c: _Case, old: np.ndarray, new: np.ndarray, w: float) -> np.ndarray:
+    return (1 - w) * old + w * new
+
+
+_UPDATE_MEAN: _Variants = [
+    ("the momentum weights the old value here (Keras' and CS231n's convention: running = momentum * running + "
+     f"(1 - momentum) * batch); in {_PT}", lambda c: _ema(c, c.rm, c.mu, 1 - c.mom)),
+    ("the running mean is returned unchanged: update it too", lambda c: c.rm),
+    ("you returned the batch mean: it must be averaged into the running mean with the momentum",
+     lambda c: c.mu),
+    ("the momentum is hard-coded to 0.1: use the momentum argument", lambda c: _ema(c, c.rm, c.mu, 0.1)),
+]  # fmt: skip
+_UPDATE_VAR: _Variants = [
+    ("this is CS231n's update (momentum on the old value, biased variance np.var). " + _PT + " (ddof=1)",
+     lambda c: _ema(c, c.rv, c.vb, 1 - c.mom)),
+    ("the momentum weights the old value here (Keras' and CS231n's convention); in " + _PT,
+     lambda c: _ema(c, c.rv, c.vu, 1 - c.mom)),
+    ("running_var got the biased batch variance (np.var, dividing by N). BN normalises with that one, but PyTorch "
+     "stores the unbiased one, x.var(axis=0, ddof=1) = N / (N - 1) times larger", lambda c: _ema(c, c.rv, c.vb, c.mom)),
+    ("running_var averaged a standard deviation: average the (unbiased) variance, not its square root",
+     lambda c: _ema(c, c.rv, np.sqrt(c.vu), c.mom)),
+    ("running_var averaged the biased standard deviation: average the unbiased variance x.var(axis=0, ddof=1)",
+     lambda c: _ema(c, c.rv, np.sqrt(c.vb), c.mom)),
+    ("the running variance is returned unchanged: update it too", lambda c: c.rv),
+    ("you returned the batch variance: it must be averaged into running_var with the momentum", lambda c: c.vu),
+    ("the momentum is hard-coded to 0.1: use the momentum argument", lambda c: _ema(c, c.rv, c.vu, 0.1)),
+]  # fmt: skip
+
+
+def check_running_update(update: Callable) -> None:
+    """Check ``update(running_mean, running_var, x, momentum) -> (new_mean, new_var)`` (PyTorch's convention).
+
+    Args:
+        update: the student's function; ``x`` is ``(N, D)``, the running values ``(D,)``, float64 numpy.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake.
+    """
+    name, cases, got, tols = "check_running_update", _update_cases(), [], []
+    for c in cases:
+        res = _call(update, f"{name}: update", c.rm.copy(), c.rv.copy(), c.x.copy(), c.mom)
+        got.append(_arrays(res, name, ("new_mean", "new_var"), (c.rm.shape, c.rv.shape)))
+        tols.append(_tol(res))
+    tol = max(tols)
+    msgs = []
+    for k, (what, ref, variants) in enumerate(
+        [("new_mean", lambda c: _ema(c, c.rm, c.mu, c.mom), _UPDATE_MEAN),
+         ("new_var", lambda c: _ema(c, c.rv, c.vu, c.mom), _UPDATE_VAR)]
+    ):  # fmt: skip
+        outs = [g[k] for g in got]
+        errs = [_err(o, ref(c)) for o, c in zip(outs, cases, strict=True)]
+        if max(errs) > tol:
+            bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
+            hint = _match(outs, cases, variants, tol) or f"wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)})"
+            msgs.append(f"{what}: {hint}")
+    if msgs:
+        raise AssertionError(f"{name}: " + "\n".join(msgs) + f"\nReminder: {_PT}.")
+    print(f"{name}: all {len(cases)} cases passed (momentum in {sorted({c.mom for c in cases})}, N down to 2)")
+
+
+# ------------------------------------------------------------------------------- 2. folding BN into a linear layer
+
+
+def _fold_cases() -> list[_Case]:
+    rng = np.random.default_rng(5)
+    cases = []
+    shapes = [(3, 3, 1e-5, "square W"), (4, 6, 1e-5, "W of shape (4, 6)"), (1, 5, 1e-3, "one output"),
+              (5, 2, 1e-3, "tiny running_var, eps=1e-3")]  # fmt: skip
+    for d_out, d_in, eps, label in shapes:
+        w, b = rng.normal(0, 1, (d_out, d_in)), rng.normal(0, 1, d_out)
+        gamma, beta = rng.uniform(0.5, 2.0, d_out), rng.normal(0, 1, d_out)
+        rm, rv = rng.normal(0, 2, d_out), rng.uniform(0.2, 4.0, d_out)
+        if "tiny" in label:
+            rv[0] = 1e-4
+        cases.append(_Case(w=w, b=b, gamma=gamma, beta=beta, rm=rm, rv=rv, eps=eps, label=label,
+                           std=np.sqrt(rv + eps)))  # fmt: skip
+    return cases
+
+
+_ROWS = (
+    " (a shape mismatch: W is (out, in), PyTorch's layout, and s = gamma / sqrt(running_var + eps) is (out,); BN "
+    "scales the outputs, so scale the rows of W: s[:, None] * W, not W * s)"
+)
+
+
+def _rows(c: _Case, s: np.ndarray) -> np.ndarray:
+    return s[:, None] * c.w
+
+
+_FOLD_W: _Variants = [
+    ("W_f scales the columns of W; BN acts on the outputs, so scale the rows: s[:, None] * W (W is (out, in))",
+     lambda c: c.w * (c.gamma / c.std)[None, :] if c.w.shape[0] == c.w.shape[1] else None),
+    ("eps is missing: s = gamma / sqrt(running_var + eps)", lambda c: _rows(c, c.gamma / np.sqrt(c.rv))),
+    ("eps is outside the square root: s = gamma / sqrt(running_var + eps)",
+     lambda c: _rows(c, c.gamma / (np.sqrt(c.rv) + c.eps))),
+    ("divided by the variance, not the standard deviation: s = gamma / sqrt(running_var + eps)",
+     lambda c: _rows(c, c.gamma / (c.rv + c.eps))),
+    ("gamma is missing from W_f: s = gamma / sqrt(running_var + eps)", lambda c: _rows(c, 1 / c.std)),
+    ("multiplied by the standard deviation instead of dividing: s = gamma / sqrt(running_var + eps)",
+     lambda c: _rows(c, c.gamma * c.std)),
+]  # fmt: skip
+_FOLD_B: _Variants = [
+    ("the running mean is not subtracted: b_f = s * (b - running_mean) + beta",
+     lambda c: c.gamma / c.std * c.b + c.beta),
+    ("beta is missing: b_f = s * (b - running_mean) + beta", lambda c: c.gamma / c.std * (c.b - c.rm)),
+    ("b is not scaled: b_f = s * (b - running_mean) + beta, s multiplies b too",
+     lambda c: c.b - c.gamma / c.std * c.rm + c.beta),
+    ("the layer's own bias b is missing: b_f = s * (b - running_mean) + beta",
+     lambda c: -c.gamma / c.std * c.rm + c.beta),
+    ("the running mean has the wrong sign: b_f = s * (b - running_mean) + beta",
+     lambda c: c.gamma / c.std * (c.b + c.rm) + c.beta),
+    ("gamma is missing from b_f: b_f = s * (b - running_mean) + beta with s = gamma / sqrt(running_var + eps)",
+     lambda c: (c.b - c.rm) / c.std + c.beta),
+    ("b_f is not scaled at all: b_f = s * (b - running_mean) + beta", lambda c: c.b - c.rm + c.beta),
+    ("eps is missing in b_f: s = gamma / sqrt(running_var + eps)",
+     lambda c: c.gamma / np.sqrt(c.rv) * (c.b - c.rm) + c.beta),
+]  # fmt: skip
+
+
+@torch.no_grad()
+def _torch_fold_error(c: _Case, w_f: np.ndarray, b_f: np.ndarray) -> float:
+    """Largest difference between x @ W_f.T + b_f and PyTorch's Linear -> BatchNorm1d in eval mode."""
+    lin = nn.Linear(c.w.shape[1], c.w.shape[0]).double()
+    bn = nn.BatchNorm1d(c.w.shape[0], eps=c.eps).double().eval()
+    for p, v in ((lin.weight, c.w), (lin.bias, c.b), (bn.weight, c.gamma), (bn.bias, c.beta)):
+        p.copy_(torch.as_tensor(v))
+    bn.running_mean.copy_(torch.as_tensor(c.rm))
+    bn.running_var.copy_(torch.as_tensor(c.rv))
+    x = torch.randn(7, c.w.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = bn(lin(x)).numpy()
+    return _err(x.numpy() @ w_f.T + b_f, ref)
+
+
+def check_fold_linear_bn(fold: Callable) -> None:
+    """Check ``fold(W, b, gamma, beta, running_mean, running_var, eps) -> (W_f, b_f)``.
+
+    ``W`` is ``(out, in)`` (PyTorch's ``nn.Linear`` layout), every other argument ``(out,)``; the folded layer
+    ``x @ W_f.T + b_f`` must equal the linear layer followed by BN in eval mode.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake.
+    """
+    name, cases, got, tols = "check_fold_linear_bn", _fold_cases(), [], []
+    for c in cases:
+        args = (c.w.copy(), c.b.copy(), c.gamma.copy(), c.beta.copy(), c.rm.copy(), c.rv.copy(), c.eps)
+        res = _call(fold, f"{name}: fold", *args, broadcast_hint=_ROWS)
+        got.append(_arrays(res, name, ("W_f", "b_f"), (c.w.shape, c.b.shape)))
+        tols.append(_tol(res))
+    tol, msgs = max(tols), []
+    refs = [(_rows(c, c.gamma / c.std), c.gamma / c.std * (c.b - c.rm) + c.beta) for c in cases]
+    for k, (what, variants) in enumerate((("W_f", _FOLD_W), ("b_f", _FOLD_B))):
+        outs = [g[k] for g in got]
+        errs = [_err(o, r[k]) for o, r in zip(outs, refs, strict=True)]
+        if max(errs) > tol:
+            bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
+            generic = f"wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}), max error {max(errs):.1e}"
+            msgs.append(f"{what}: {_match(outs, cases, variants, tol) or generic}")
+    if msgs:
+        raise AssertionError(
+            f"{name}: " + "\n".join(msgs) + "\nReminder: s = gamma / sqrt(running_var + eps); W_f = s[:, None] * W; "
+            "b_f = s * (b - running_mean) + beta."
+        )
+    err = max(_torch_fold_error(c, *g) for c, g in zip(cases, got, strict=True))
+    print(f"{name}: all {len(cases)} cases passed; x @ W_f.T + b_f equals nn.Linear -> nn.BatchNorm1d (eval) "
+          f"to {err:.1e}")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- 3. recalibrating a model
+
+
+def _recal_cases() -> list[_Case]:
+    """Two float64 models (an MLP with BN momentum 0.1 and 0.3, a small convnet) in eval mode, with stale
+    running statistics (and 50 batches counted), and their recalibration batches."""
+    g = torch.Generator().manual_seed(6)
+    with torch.random.fork_rng():
+        torch.manual_seed(6)
+        mlp = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 5),
+                            nn.BatchNorm1d(5, momentum=0.3), nn.ReLU(), nn.Linear(5, 3))  # fmt: skip
+        cnn = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(4 * 5 * 5, 3))  # fmt: skip
+    cases = []
+    for model, shape, n, label in ((mlp, (16, 6), 6, "MLP, 6 batches of 16"), (cnn, (8, 2, 5, 5), 5, "convnet")):
+        model = model.double().eval()
+        with torch.no_grad():
+            for bn in bn_layers(model):
+                bn.running_mean.fill_(5.0)
+                bn.running_var.fill_(9.0)
+                bn.num_batches_tracked.fill_(50)
+                bn.weight.uniform_(0.5, 2.0, generator=g)
+                bn.bias.normal_(0.0, 1.0, generator=g)
+        batches = [torch.randn(shape, generator=g, dtype=torch.float64) * 2.0 + 1.0 for _ in range(n)]
+        cases.append(_Case(model=model, batches=batches, label=label))
+    return cases
+
+
+@torch.no_grad()
+def _emulate(c: _Case, reset: bool, momentum: float | None | str, batches: list | None = None) -> nn.Module:
+    """A copy of the case's model after train-mode passes: reset or not, with a momentum (or "keep")."""
+    m = copy.deepcopy(c.model)
+    for bn in bn_layers(m):
+        if reset:
+            bn.reset_running_stats()
+        if momentum != "keep":
+            bn.momentum = momentum
+    m.train()
+    for x in batches if batches is not None else c.batches:
+        m(x)
+    return m
+
+
+def _stats(model: nn.Module) -> list[np.ndarray]:
+    bns = bn_layers(model)
+    mean = np.concatenate([bn.running_mean.numpy() for bn in bns])  # all layers' channels, (sum C,)
+    return [mean, np.concatenate([bn.running_var.numpy() for bn in bns])]
+
+
+_RECAL: _Variants = [
+    ("the running statistics did not change: BN only updates them in train mode; call model.train() (or .train() "
+     "on each BN layer) before the passes", lambda c: _stats(c.model)),
+    ("the running statistics stayed at their reset values (mean 0, variance 1): BN only updates them in train "
+     "mode; call model.train() (or .train() on each BN layer) before the passes",
+     lambda c: [np.zeros_like(s) if k == 0 else np.ones_like(s) for k, s in enumerate(_stats(c.model))]),
+    ("the old statistics were not reset: with momentum=None PyTorch continues the average from "
+     "num_batches_tracked; call bn.reset_running_stats() on every BN layer first",
+     lambda c: _stats(_emulate(c, reset=False, momentum=None))),
+    ("the momentum was left as it was, so the statistics are an exponential average that weights the last "
+     "batches most; set bn.momentum = None for an equal-weight cumulative average (and restore it after)",
+     lambda c: _stats(_emulate(c, reset=True, momentum="keep"))),
+    ("the statistics were neither reset nor averaged with momentum=None: you only ran the batches in train mode; "
+     "reset them and set bn.momentum = None first", lambda c: _stats(_emulate(c, reset=False, momentum="keep"))),
+    ("only the last batch counts (momentum=1.0?): set bn.momentum = None for an equal-weight average of all batches",
+     lambda c: _stats(_emulate(c, reset=True, momentum=1.0))),
+    ("only the first batch was used: run every batch", lambda c: _stats(_emulate(c, True, None, c.batches[:1]))),
+]  # fmt: skip
+
+
+def check_recalibrate(recalibrate: Callable) -> None:
+    """Check ``recalibrate(model, batches)``: PreciseBN, in place, on two small float64 models.
+
+    After the call every BN layer's ``running_mean`` and ``running_var`` must be the average statistics of
+    ``batches`` (a list of input tensors) with the weights unchanged, each layer's ``momentum`` as it was,
+    and the model in eval mode. PyTorch's cumulative average (``momentum=None``, as
+    ``torch.optim.swa_utils.update_bn``) passes, and so do the pooled statistics of all examples.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake.
+    """
+    name = "check_recalibrate"
+    for c in _recal_cases():
+        model = copy.deepcopy(c.model)
+        params = [p.detach().clone() for p in model.parameters()]
+        momenta = [bn.momentum for bn in bn_layers(model)]
+        _call(recalibrate, f"{name}: recalibrate", model, [x.clone() for x in c.batches])
+        if not all(torch.equal(p, q) for p, q in zip(params, model.parameters(), strict=True)):
+            raise AssertionError(f"{name} ({c.label}): the weights changed: recalibration only re-estimates the BN "
+                                 "statistics (no optimizer step; run the batches under torch.no_grad())")  # fmt: skip
+        got = _stats(model)
+        refs = {
+            "cumulative": _stats(recalibrate_bn(copy.deepcopy(c.model), c.batches, method="cumulative")),
+            "pooled": _stats(recalibrate_bn(copy.deepcopy(c.model), c.batches, method="exact")),
+            "one batch": _stats(_emulate(c, True, None, [torch.cat(c.batches)])),
+        }
+        tol = 1e-6
+        ok = [k for k, r in refs.items() if _err(got[0], r[0]) <= tol and _err(got[1], r[1]) <= tol]
+        if not ok:
+            hint = None
+            for h, f in _RECAL:
+                ref = f(c)
+                if _err(got[0], ref[0]) <= tol and _err(got[1], ref[1]) <= tol:
+                    hint = h
+                    break
+            ref = refs["cumulative"]
+            if hint is None and _err(got[0], ref[0]) <= tol:
+                hint = ("the means are right but the variances are not: average the unbiased batch variances (what "
+                        "BN stores with momentum=None), not the biased ones or standard deviations")  # fmt: skip
+            errs = f"max error: mean {_err(got[0], ref[0]):.1e}, var {_err(got[1], ref[1]):.1e}"
+            hint = hint or "reset, set momentum=None, run every batch in train mode"
+            raise AssertionError(f"{name} ({c.label}): the running statistics are wrong ({errs}).\nHint: {hint}")
+        after = [bn.momentum for bn in bn_layers(model)]
+        if after != momenta:
+            raise AssertionError(f"{name} ({c.label}): the BN momenta are {after} after your function, not "
+                                 f"{momenta}: restore each layer's own momentum, or later training would average "
+                                 "cumulatively")  # fmt: skip
+        if any(m.training for m in model.modules()):
+            raise AssertionError(f"{name} ({c.label}): the model is left in train mode: end with model.eval(), so "
+                                 "that inference uses the new statistics")  # fmt: skip
+    print(f"{name}: both models passed ({' / '.join(ok)} statistics), weights, momenta and eval mode as expected")

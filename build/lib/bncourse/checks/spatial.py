@@ -1,0 +1,360 @@
+"""Graders for the chapter-5 exercises: batch norm for convolutional ``(N, C, H, W)`` inputs.
+
+- :func:`check_spatial_forward` - ``forward(x, gamma, beta, eps) -> (out, cache)``, one mean and variance per
+  channel over ``(N, H, W)``;
+- :func:`check_spatial_backward` - ``backward(dout, cache) -> (dx, dgamma, dbeta)`` for the student's cache;
+- :func:`check_spatial_via_2d` - the forward written with a 2-D batchnorm after moving channels last;
+- :func:`check_fold_conv_bias` - delete a conv bias before BN without changing either mode's output.
+
+Each runs the student's code on fixed cases (a single image, 1x1 maps, a tiny-variance channel, a non-default
+``eps``), compares with :mod:`bncourse.norms`, prints one line when right and otherwise raises
+``AssertionError`` naming the mistake that a known-wrong variant reproduces (statistics over the wrong axes,
+per-pixel statistics, the wrong count ``m``, a reshape without the transposition, ...). Tolerances follow
+the dtype returned (1e-7 for float64, 1e-3 otherwise), as a fraction of each channel's scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace as _Case
+from typing import Any
+
+import numpy as np
+
+from bncourse.checks.batchnorm import _EPS_GUESSES, _tol, _tuple
+from bncourse.norms import batchnorm_backward, batchnorm_forward
+
+__all__ = ["check_fold_conv_bias", "check_spatial_backward", "check_spatial_forward", "check_spatial_via_2d"]
+
+AX = (0, 2, 3)  # BN's axes for (N, C, H, W): the batch and both spatial axes
+_RIGHT = "mu and var per channel over axis=(0, 2, 3) (biased var), x_hat = (x - mu) / sqrt(var + eps)"
+_BCAST = "gamma and beta have shape (C,): reshape them to (1, C, 1, 1) so they line up with axis 1"
+_DX = "dx = gamma / std * (dout - mean(dout) - x_hat * mean(dout * x_hat)), means over axis=(0, 2, 3)"
+
+
+def _case(label: str, shape: tuple[int, ...], eps: float, rng: np.random.Generator, tiny: bool = False) -> _Case:
+    n, c, h, w = shape
+    x = rng.normal(rng.uniform(-4, 4, (1, c, 1, 1)), rng.uniform(1, 3, (1, c, 1, 1)), size=shape)
+    x += rng.normal(0.0, 1.0, (1, c, h, w))  # a per-pixel pattern, so per-pixel statistics differ
+    if tiny:
+        x[:, 1] = rng.normal(0.0, 1e-3, (n, h, w))
+    gamma = rng.uniform(0.5, 2.0, c) * rng.choice([-1.0, 1.0], c)
+    beta, dout = rng.uniform(-2.0, 2.0, c), rng.normal(size=shape)
+    mu, var = x.mean(AX, keepdims=True), x.var(AX, keepdims=True)
+    xh = (x - mu) / np.sqrt(var + eps)
+    g4 = gamma.reshape(1, -1, 1, 1)
+    return _Case(label=label, x=x, gamma=gamma, beta=beta, eps=eps, dout=dout, m=n * h * w, n=n, g4=g4,
+                 b4=beta.reshape(1, -1, 1, 1), std=np.sqrt(var + eps), xh=xh, md=dout.mean(AX, keepdims=True),
+                 mdx=(dout * xh).mean(AX, keepdims=True))  # fmt: skip
+
+
+def _cases() -> list[_Case]:
+    """Fixed cases; no two of N, C, H, W are equal where that would hide an axis mistake."""
+    rng = np.random.default_rng(5)
+    return [
+        _case("N=2, C=3, H=4, W=5", (2, 3, 4, 5), 1e-5, rng),
+        _case("N=1 (a single image), C=4, H=3, W=6", (1, 4, 3, 6), 1e-5, rng),
+        _case("N=6, C=2, H=W=1 (1x1 maps)", (6, 2, 1, 1), 1e-5, rng),
+        _case("N=3, C=5, H=2, W=4 with a channel of std 1e-3", (3, 5, 2, 4), 1e-5, rng, tiny=True),
+        _case("N=4, C=2, H=3, W=5, eps=0.1", (4, 2, 3, 5), 0.1, rng),
+    ]
+
+
+def _bn(c: _Case, axes: Any = AX, ddof: int = 0, eps: float | None = None, sd: str = "sqrt", count: str = "") -> Any:
+    """gamma * x_hat + beta, right (defaults) or with statistics over other axes, another count or eps."""
+    eps = c.eps if eps is None else eps
+    x = c.x
+    if count:  # sums divided by the wrong count
+        k = {"N": c.n, "size": x.size}[count]
+        mu = x.sum(AX, keepdims=True) / k
+        var = ((x - mu) ** 2).sum(AX, keepdims=True) / k
+    else:
+        mu, var = x.mean(axes, keepdims=True), x.var(axes, ddof=ddof, keepdims=True)
+    s = {"sqrt": np.sqrt(var + eps), "outside": np.sqrt(var) + eps, "var": var + eps}[sd]
+    return c.g4 * (x - mu) / s + c.b4
+
+
+def _reshaped(c: _Case, move: bool, back: bool) -> Any:
+    """The 2-D route with or without moving channels last (``move``) and back (``back``)."""
+    n, ch, h, w = c.x.shape
+    x2 = c.x.transpose(0, 2, 3, 1).reshape(-1, ch) if move else c.x.reshape(-1, ch)
+    out2 = batchnorm_forward(x2, c.gamma, c.beta, c.eps)[0]
+    return out2.reshape(n, h, w, ch).transpose(0, 3, 1, 2) if back else out2.reshape(n, ch, h, w)
+
+
+_Variants = list[tuple[str, Callable[[_Case], Any]]]
+_AXES_HINTS = [
+    ((0,), "per-pixel statistics: you averaged over the batch only (axis=0), one mean per (c, h, w) and "
+           "from N values; BN in a convnet takes one mean and var per channel over axis=(0, 2, 3)"),
+    (None, "mean and var over the whole array (all four axes); BN needs one per channel: axis=(0, 2, 3)"),
+    ((2, 3), "mean and var per image and channel, axis=(2, 3): that is Instance Norm; BN also averages over "
+             "the batch: axis=(0, 2, 3)"),
+    ((1, 2, 3), "mean and var per image, axis=(1, 2, 3): that is Layer Norm; BN: per channel, axis=(0, 2, 3)"),
+    ((0, 1), "mean and var over the batch and the channels, axis=(0, 1): one per pixel; BN: axis=(0, 2, 3)"),
+    ((0, 2), "the width axis is missing: you reduced over axis=(0, 2); BN: axis=(0, 2, 3)"),
+    ((0, 3), "the height axis is missing: you reduced over axis=(0, 3); BN: axis=(0, 2, 3)"),
+]  # fmt: skip
+_FORWARD: _Variants = [
+    *[(hint, lambda c, a=a: _bn(c, a)) for a, hint in _AXES_HINTS],
+    ("x.reshape(-1, C) without moving the channels last mixes channels and positions: use "
+     "x.transpose(0, 2, 3, 1).reshape(-1, C), and transpose back after", lambda c: _reshaped(c, False, False)),
+    ("wrong count m: the sums are divided by N (x.shape[0]); each channel has m = N * H * W values",
+     lambda c: _bn(c, count="N")),
+    ("wrong count m: the sums are divided by x.size = N * C * H * W; each channel has m = N * H * W values",
+     lambda c: _bn(c, count="size")),
+    ("unbiased variance (ddof=1, m - 1): BN normalises with the biased one (divide by m = N * H * W)",
+     lambda c: _bn(c, ddof=1)),
+    ("eps is missing (or far too small): use sqrt(var + eps)", lambda c: _bn(c, eps=0.0)),
+    *[(f"eps is ignored: your out matches eps = {e:g} hard-coded; use the eps argument",
+       lambda c, e=e: _bn(c, eps=e)) for e in _EPS_GUESSES],
+    ("eps added outside the square root: sqrt(var + eps)", lambda c: _bn(c, sd="outside")),
+    ("divided by the variance, not the standard deviation: sqrt(var + eps)", lambda c: _bn(c, sd="var")),
+    ("gamma and beta swapped: out = gamma * x_hat + beta", lambda c: c.b4 * c.xh + c.g4),
+    ("gamma left out: out = gamma * x_hat + beta", lambda c: c.xh + c.b4),
+    ("beta left out: out = gamma * x_hat + beta", lambda c: c.g4 * c.xh),
+    ("gamma and beta both left out: you returned x_hat", lambda c: c.xh),
+]  # fmt: skip
+_DXV: _Variants = [
+    ("dx treats mu and var as constants; add the paths through them", lambda c: c.g4 / c.std * c.dout),
+    ("dx is missing the variance path (the x_hat * mean(dout * x_hat) term)", lambda c: _dx(c, c.md, 0)),
+    ("dx is missing the mean path (the mean(dout) term)", lambda c: _dx(c, 0, c.mdx)),
+    ("gamma left out of dx: dx_hat = dout * gamma", lambda c: _dx(c, c.md, c.mdx) / c.g4),
+    ("dx: per-pixel means (axis=0 only); the means in dx run over axis=(0, 2, 3)",
+     lambda c: _dx(c, c.dout.mean(0), (c.dout * c.xh).mean(0))),
+    ("dx: means over the whole array; they run over axis=(0, 2, 3), per channel",
+     lambda c: _dx(c, c.dout.mean(), (c.dout * c.xh).mean())),
+    ("dx divides by N (x.shape[0]) where it should divide by m = N * H * W",
+     lambda c: _dx(c, c.md * c.m / c.n, c.mdx * c.m / c.n)),
+    ("dx uses m - 1 instead of m = N * H * W", lambda c: _dx(c, c.md * c.m / (c.m - 1), c.mdx * c.m / (c.m - 1))),
+    ("dx uses sums where means belong (divide by m = N * H * W)", lambda c: _dx(c, c.m * c.md, c.m * c.mdx)),
+    ("dx is missing the division by std = sqrt(var + eps)", lambda c: _dx(c, c.md, c.mdx) * c.std),
+    ("dx has the sign of the variance path wrong: - x_hat * mean(dout * x_hat)", lambda c: _dx(c, c.md, -c.mdx)),
+]  # fmt: skip
+_DGV: _Variants = [
+    ("dgamma takes the mean instead of the sum: dgamma = sum(dout * x_hat, axis=(0, 2, 3))",
+     lambda c: (c.dout * c.xh).mean(AX)),
+    ("dgamma uses x instead of x_hat", lambda c: (c.dout * c.x).sum(AX)),
+    ("dgamma is missing the x_hat factor: dgamma = sum(dout * x_hat, axis=(0, 2, 3))", lambda c: c.dout.sum(AX)),
+    ("dgamma is multiplied by gamma", lambda c: (c.dout * c.xh).sum(AX) * c.gamma),
+]  # fmt: skip
+_DBV: _Variants = [
+    ("dbeta takes the mean instead of the sum: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.mean(AX)),
+    ("dbeta is multiplied by gamma: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.sum(AX) * c.gamma),
+    ("dbeta is multiplied by x_hat (that is dgamma)", lambda c: (c.dout * c.xh).sum(AX)),
+]  # fmt: skip
+
+
+def _dx(c: _Case, a: Any, b: Any) -> Any:
+    return c.g4 / c.std * (c.dout - a - c.xh * b)
+
+
+def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
+    """Per-channel scale of an output's terms: errors are measured as a fraction of it."""
+    if key == "dx":
+        return np.abs(c.g4 / c.std) * np.abs(c.dout).max(AX, keepdims=True)
+    if key == "dgamma":
+        return np.abs(c.dout * c.xh).sum(AX)
+    if key == "dbeta":
+        return np.abs(c.dout).sum(AX)
+    return np.abs(ref).max(AX, keepdims=True) if ref.ndim == 4 else np.abs(ref).max()
+
+
+def _err(a: Any, ref: np.ndarray, scale: np.ndarray) -> float:
+    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if a.shape != ref.shape:
+        return np.inf
+    with np.errstate(all="ignore"):
+        e = np.max(np.abs(a - ref) / np.maximum(scale, 1e-12))
+    return float(e) if np.isfinite(e) else np.inf
+
+
+def _call(fn: Callable, name: str, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except AssertionError:
+        raise
+    except Exception as e:
+        hint = ""
+        if isinstance(e, ValueError) and "broadcast" in str(e):
+            hint = f" (a shape mismatch: {_BCAST}, or reduce with keepdims=True)"
+        elif isinstance(e, NotImplementedError):
+            hint = " (the exercise is not filled in yet)"
+        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
+
+
+def _array(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    if v is None:
+        raise AssertionError(f"{name}: {what} is None: fill in the exercise (compute {what} and return it)")
+    a = np.asarray(v)
+    if a.shape != shape:
+        hint = f"{what} must have the shape {shape}"
+        if len(shape) == 4 and a.ndim == 4 and a.shape[:3] == shape[:3]:
+            hint += f"; it grew along the last axis: {_BCAST}"
+        elif len(shape) == 4 and a.ndim == 4:
+            hint += f"; check how gamma and beta broadcast ({_BCAST}) and the order of any transpose"
+        elif len(shape) == 1 and a.ndim == 3:
+            hint += "; it is reduced over the batch only: sum over axis=(0, 2, 3)"
+        elif len(shape) == 1 and a.size == shape[0]:
+            hint += "; make it 1-D: reduce over axis=(0, 2, 3) without keepdims=True"
+        raise AssertionError(f"{name}: {what} has the wrong shape {a.shape}; {hint}")
+    a = a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise AssertionError(f"{name}: {what} contains NaN or inf: a division by zero? eps goes in sqrt(var + eps)")
+    return a
+
+
+def _verdict(key: str, outs: list, refs: list, cases: list[_Case], variants: _Variants, tol: float) -> str:
+    """'' when right, else a message naming the matching wrong variant or the failing cases."""
+    errs = [_err(o, r, _scale(key, c, r)) for o, r, c in zip(outs, refs, cases, strict=True)]
+    if max(errs) <= tol:
+        return ""
+    for hint, fn in variants:
+        with np.errstate(all="ignore"):
+            if all(_err(o, fn(c), _scale(key, c, r)) <= 3 * tol for o, r, c in zip(outs, refs, cases, strict=True)):
+                return f"{key} is wrong: {hint}"
+    bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
+    return (f"{key} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {max(errs):.2e} of "
+            f"the scale (tolerance {tol:.0e}). Hint: {_DX if key == 'dx' else _RIGHT}")  # fmt: skip
+
+
+def _run_forward(forward: Callable, name: str, extra: tuple = (), what: str = "forward") -> tuple[list, list, float]:
+    cases, outs, caches = _cases(), [], []
+    for c in cases:
+        res = _call(forward, f"{name}: {what}", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps, *extra)
+        out, cache = _tuple(res, name, what, "(out, cache)", 2)
+        outs.append(_array(out, name, "out", c.x.shape))
+        caches.append(cache)
+    tol = _tol(*outs)
+    refs = [batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[0] for c in cases]
+    variants = _FORWARD + [("channels moved last but not moved back: after the 2-D batchnorm, reshape to "
+                            "(N, H, W, C) and transpose(0, 3, 1, 2)", lambda c: _reshaped(c, True, False))]  # fmt: skip
+    msg = _verdict("out", outs, refs, cases, variants, tol)
+    if msg:
+        raise AssertionError(f"{name}: {msg}")
+    return cases, caches, tol
+
+
+def check_spatial_forward(forward: Callable) -> None:
+    """Check ``forward(x, gamma, beta, eps) -> (out, cache)`` for ``x`` of shape ``(N, C, H, W)``.
+
+    Raises:
+        AssertionError: naming the likely mistake when ``out`` is wrong or the function raises.
+    """
+    cases, _, tol = _run_forward(forward, "check_spatial_forward")
+    print(f"check_spatial_forward: all {len(cases)} cases passed (tolerance {tol:.0e})")
+
+
+def check_spatial_backward(forward: Callable, backward: Callable) -> None:
+    """Check ``backward(dout, cache) -> (dx, dgamma, dbeta)`` fed the caches of the student's ``forward``.
+
+    Raises:
+        AssertionError: naming the likely mistake; a wrong forward is reported first.
+    """
+    name = "check_spatial_backward"
+    try:
+        cases, caches, ftol = _run_forward(forward, "check_spatial_forward")
+    except AssertionError as e:
+        raise AssertionError(f"{name}: fix your forward first (run check_spatial_forward). It reports: {e}") from e
+    got: dict[str, list] = {"dx": [], "dgamma": [], "dbeta": []}
+    refs: dict[str, list] = {"dx": [], "dgamma": [], "dbeta": []}
+    for c, cache in zip(cases, caches, strict=True):
+        res = _tuple(_call(backward, f"{name}: backward", c.dout.copy(), cache), name, "backward",
+                     "(dx, dgamma, dbeta)", 3)  # fmt: skip
+        ref = batchnorm_backward(c.dout, batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[1])
+        for k, v, r in zip(got, res, ref, strict=True):
+            got[k].append(_array(v, name, k, r.shape))
+            refs[k].append(r)
+    variants = {"dx": _DXV, "dgamma": _DGV, "dbeta": _DBV}
+    msgs = [_verdict(k, got[k], refs[k], cases, variants[k], max(_tol(*got[k]), ftol)) for k in got]
+    if any(msgs):
+        raise AssertionError(f"{name}: " + "\n".join(m for m in msgs if m))
+    print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta")
+
+
+def check_spatial_via_2d(forward_2d: Callable) -> None:
+    """Check ``forward_2d(x, gamma, beta, eps, bn2d) -> (out, cache)``: spatial BN through a 2-D batchnorm.
+
+    ``bn2d(x2, gamma, beta, eps) -> (out2, cache)`` is the chapter-3 forward for ``(M, D)`` inputs; it must
+    be called on an ``(N*H*W, C)`` array (channels last), which this checker verifies.
+
+    Raises:
+        AssertionError: naming the likely mistake (no transposition, the wrong way back, wrong 2-D shape).
+    """
+    name = "check_spatial_via_2d"
+    calls: list[tuple[int, ...]] = []
+
+    def bn2d(x2: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5) -> tuple[np.ndarray, Any]:
+        x2 = np.asarray(x2)
+        calls.append(x2.shape)
+        if x2.ndim != 2:
+            raise AssertionError(f"{name}: bn2d needs a 2-D array (N*H*W, C); got shape {x2.shape}")
+        if x2.shape[1] != np.size(gamma):
+            raise AssertionError(
+                f"{name}: bn2d got shape {x2.shape} with {np.size(gamma)} channels: its columns must be the C "
+                "channels (rows: every image and position). x.reshape(N, -1) makes one feature per pixel; use "
+                "x.transpose(0, 2, 3, 1).reshape(-1, C)"
+            )
+        return batchnorm_forward(x2, gamma, beta, eps)
+
+    cases, _, tol = _run_forward(forward_2d, name, extra=(bn2d,), what="forward_2d")
+    want = [(c.m, c.x.shape[1]) for c in cases]
+    if not set(want) <= set(calls):
+        raise AssertionError(f"{name}: call bn2d on the (N*H*W, C) array of channels-last values (shapes {want})")
+    print(f"{name}: all {len(cases)} cases passed, through bn2d on (N*H*W, C) arrays (tolerance {tol:.0e})")
+
+
+def _eval_bn(v: np.ndarray, q: dict, eps: float) -> np.ndarray:
+    """BN in eval mode: ``(N, C, H, W)`` normalised with the running statistics of ``q``."""
+    g, b, mean, var = (np.asarray(q[k]).reshape(1, -1, 1, 1) for k in ("gamma", "beta", "running_mean", "running_var"))
+    return g * (v - mean) / np.sqrt(var + eps) + b
+
+
+def check_fold_conv_bias(fold: Callable) -> None:
+    """Check ``fold(bias, bn) -> new_bn``: BN parameters that make a conv without ``bias`` behave as with it.
+
+    ``bn`` is a dict with ``gamma``, ``beta``, ``running_mean``, ``running_var`` ``(C,)`` and ``eps``. With the
+    returned dict, BN(conv(x)) must equal BN(conv(x) + bias) in training mode (batch statistics) and in
+    eval mode (running statistics).
+
+    Raises:
+        AssertionError: naming the likely mistake.
+    """
+    name = "check_fold_conv_bias"
+    rng = np.random.default_rng(55)
+    for n, ch, h, w in [(4, 3, 5, 6), (2, 6, 3, 3)]:
+        z = rng.normal(rng.uniform(-2, 2, (1, ch, 1, 1)), 1.5, (n, ch, h, w))  # conv output without its bias
+        b = rng.uniform(-3, 3, ch)
+        bn = {"gamma": rng.uniform(0.5, 2, ch), "beta": rng.normal(0, 1, ch), "running_mean": rng.normal(0, 1, ch),
+              "running_var": rng.uniform(0.5, 2, ch), "eps": 1e-5}  # fmt: skip
+        new = _call(fold, f"{name}: fold", b.copy(), {k: np.copy(v) for k, v in bn.items()})
+        if not isinstance(new, dict) or not {"gamma", "beta", "running_mean", "running_var"} <= set(new):
+            raise AssertionError(f"{name}: return a dict with gamma, beta, running_mean, running_var (and eps)")
+        p = {k: np.asarray(new[k], dtype=np.float64) for k in ("gamma", "beta", "running_mean", "running_var")}
+        eps = float(new.get("eps", bn["eps"]))
+
+        zb = z + b.reshape(1, -1, 1, 1)
+        train_ok = np.allclose(batchnorm_forward(z, p["gamma"], p["beta"], eps)[0],
+                               batchnorm_forward(zb, bn["gamma"], bn["beta"], bn["eps"])[0], atol=1e-8)  # fmt: skip
+        eval_ok = np.allclose(_eval_bn(z, p, eps), _eval_bn(zb, bn, bn["eps"]), atol=1e-8)
+        if train_ok and eval_ok:
+            continue
+        close = {k: np.allclose(p[k], bn[k]) for k in p}
+        if np.allclose(p["running_mean"], bn["running_mean"] + b):
+            hint = "the sign: the running mean was collected with the bias in it, so subtract the bias"
+        elif not close["running_var"]:
+            hint = "running_var changed: adding a constant per channel shifts the mean only, not the variance"
+        elif not (close["gamma"] and close["beta"]):
+            hint = (
+                "gamma or beta changed: in training mode the bias has no effect at all (the batch mean removes it), "
+                "so any change to gamma or beta changes the training output; change running_mean only"
+            )
+        elif all(close.values()):
+            hint = (
+                "nothing changed: in training mode that is right, but in eval mode running_mean still contains the "
+                "bias, so the output moves by gamma * bias / sqrt(running_var + eps)"
+            )
+        else:
+            hint = "in eval mode BN subtracts running_mean, which was collected with the bias in it"
+        modes = ", ".join(m for m, ok in (("training", train_ok), ("eval", eval_ok)) if not ok)
+        raise AssertionError(f"{name}: the output changes in {modes} mode. Hint: {hint}")
+    print(f"{name}: both cases passed; training- and eval-mode outputs are unchanged without the bias")

@@ -1,0 +1,153 @@
+"""Every notebook that Colab opens, run as a student runs it: in a Colab-like environment, from an empty folder.
+
+The environment (``scripts/colab_env.sh``, made by ``scripts/run_tests.sh``) has Colab's versions of the packages
+the course touches (ipywidgets 7.7.1, IPython 7.34.0, numpy 2.1.3, matplotlib 3.10.0; torch at the project's CPU
+pin) and ``bncourse`` installed from a built wheel, never from this checkout. Each notebook is copied alone into
+an empty temporary folder (like Colab's ``/content``) and executed top to bottom with nbclient:
+
+- chapters: no error output, every panel displays a widget view, every stored result is found;
+- exercise student copies: the only errors are the exercises' own (the stub's ``NotImplementedError`` and the
+  checkers' hints); every other cell runs;
+
+and afterwards the environment's ipywidgets is still the version it started with. This is the run that executes
+the chapters' notebooks in CI (the book build executes their MyST sources, under ipywidgets 8). Set
+``BNCOURSE_COLAB_PYTHON`` to another environment's python (e.g. one made with ``IPYWIDGETS=8.1.9``) to run the
+same suite against it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from bncourse.notebooks import myst_leftovers
+
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = ROOT / "book"
+CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
+STUDENT = sorted((BOOK / "exercises").glob("[0-9][0-9]_*.ipynb"))
+COLAB_PYTHON = Path(os.environ.get("BNCOURSE_COLAB_PYTHON", ROOT / ".venv-colab" / "bin" / "python"))
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+STUB_ERROR = "NotImplementedError"
+
+
+def _each(notebooks):
+    """One xdist group per notebook, so that ``--dist loadgroup`` spreads the notebooks over the workers."""
+    return [pytest.param(p, id=p.name, marks=pytest.mark.xdist_group(f"colab-{p.stem}")) for p in notebooks]
+
+
+def _colab_python() -> Path:
+    if not COLAB_PYTHON.exists():
+        if os.environ.get("BNCOURSE_SKIP_COLAB") == "1":
+            pytest.skip("BNCOURSE_SKIP_COLAB=1")
+        pytest.fail(f"no Colab-like environment at {COLAB_PYTHON}: run `bash scripts/colab_env.sh`")
+    return COLAB_PYTHON
+
+
+def _ipywidgets_version(python: Path) -> str:
+    out = subprocess.run([str(python), "-c", "import ipywidgets; print(ipywidgets.__version__)"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.strip()
+
+
+def _run(notebook: Path, tmp_path: Path, allow_errors: bool):
+    """Execute a copy of ``notebook`` alone in an empty folder with the Colab-like kernel; return it."""
+    python = _colab_python()
+    spec = tmp_path / "jupyter" / "kernels" / "colab"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Colab-like", "language": "python",
+    }))  # fmt: skip
+    work = tmp_path / "content"  # like Colab's /content: nothing of the repository is here
+    work.mkdir()
+    shutil.copy(notebook, work / notebook.name)
+    nb = nbformat.read(str(work / notebook.name), as_version=4)
+    env = {k: v for k, v in os.environ.items() if k not in ("BNCOURSE_BOOK_BUILD", "PYTHONPATH")}
+    env.update(JUPYTER_PATH=str(tmp_path / "jupyter"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        client = NotebookClient(nb, kernel_name="colab", timeout=600, allow_errors=allow_errors,
+                                resources={"metadata": {"path": str(work)}})  # fmt: skip
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return nb
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        parts.append(out.get("text", ""))
+        parts.append(out.get("data", {}).get("text/plain", ""))
+        if out.get("output_type") == "error":
+            parts.append(f"{out['ename']}: {out['evalue']}")
+    return "\n".join(parts)
+
+
+def _errors(cell) -> list:
+    return [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", _each(CHAPTERS))
+def test_chapter_runs_as_on_colab(notebook, tmp_path):
+    python = _colab_python()
+    before = _ipywidgets_version(python)
+    nb = _run(notebook, tmp_path, allow_errors=False)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    errors = [(i, o["ename"], o["evalue"]) for i, c in enumerate(code) for o in _errors(c)]
+    assert not errors, errors
+    panels = [c for c in code if "live_or_static(" in c.source]
+    for cell in panels:
+        views = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]
+        assert views, f"a panel cell shows no widget view: {cell.source[:80]!r}"
+        assert all("bncourse-static-view" not in o.get("data", {}).get("text/html", "") for o in views), (
+            "the static grid is drawn only when the book is built"
+        )
+    missing = [c.source[:60] for c in code if "load_stored(" in c.source and "No stored" in _text(c)]
+    assert not missing, f"stored results not found from an empty folder: {missing}"
+    assert _ipywidgets_version(python) == before, "running a notebook changed ipywidgets"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", _each(STUDENT))
+def test_student_copy_runs_as_on_colab(notebook, tmp_path):
+    nb = _run(notebook, tmp_path, allow_errors=True)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    graded = 0
+    for cell in code:
+        errs = _errors(cell)
+        if "# BEGIN SOLUTION" in cell.source:
+            assert all(e["ename"] in (STUB_ERROR, "NameError") for e in errs), [e["evalue"] for e in errs]
+        elif any(line.lstrip().startswith("check_") for line in cell.source.splitlines()):
+            graded += 1
+            assert len(errs) == 1 and errs[0]["ename"] == "AssertionError", (cell.source, _text(cell))
+            assert len(errs[0]["evalue"]) > 20, f"a checker failed without a hint: {errs[0]['evalue']!r}"
+        else:
+            assert not errs, (cell.source[:80], [(e["ename"], e["evalue"]) for e in errs])
+    assert graded >= 3
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS + STUDENT, ids=lambda p: p.name)
+def test_colab_notebook_is_plain(notebook):
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            assert not myst_leftovers(cell.source), (notebook.name, myst_leftovers(cell.source))
+        assert "solution-start" not in cell.source and "{solution}" not in cell.source
+    if notebook in STUDENT:
+        solutions = [c.source for c in nb.cells if c.cell_type == "code" and "# BEGIN SOLUTION" in c.source]
+        assert solutions and all("raise NotImplementedError" in s for s in solutions)
+        stripped = [s.split("# BEGIN SOLUTION", 1)[1].split("# END SOLUTION", 1)[0].strip() for s in solutions]
+        assert all(s.startswith("raise NotImplementedError") and s.count("\n") == 0 for s in stripped), stripped
