@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from bncourse import engine_step
 from bncourse.cuda_graphs import capture_steps
 from bncourse.models import MLP
+from bncourse.runtime import device_name, pick_device
 
 __all__ = ["RunConfig", "batch_indices", "stack_mlps", "train_mlps"]
 
@@ -209,7 +210,7 @@ def train_mlps(
         raise ValueError(f"steps_per_graph must be >= 1; got {steps_per_graph}")
     if backward not in ("manual", "autograd"):
         raise ValueError(f"backward must be 'manual' or 'autograd'; got {backward!r}")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
     if use_graph and device.type != "cuda":
         raise ValueError("cuda_graph=True needs a CUDA device")
@@ -307,7 +308,7 @@ def train_mlps(
         "biases": [b.detach().cpu().numpy() for b in model.biases],
         "running_mean": [r.view(k, -1).cpu().numpy() for r in model.running_mean],
         "configs": [asdict(c) for c in configs],
-        "device": str(torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"),
+        "device": device_name(device),
         "cuda_graph": use_graph,
         "steps_per_graph": per_many,
         "wall_time_s": time.perf_counter() - started,

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from bncourse.cuda_graphs import capture_steps
 from bncourse.engine import batch_indices
+from bncourse.runtime import device_name, pick_device
 
 __all__ = ["images_to_tensor", "train_models"]
 
@@ -76,7 +77,7 @@ def train_models(
         raise ValueError("configs is empty")
     if num_steps < 1 or eval_every < 1 or batch_size < 2:
         raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2")
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
     if use_graph and device.type != "cuda":
         raise ValueError("cuda_graph=True needs a CUDA device")
@@ -119,7 +120,7 @@ def train_models(
             last = s
         models.append(model.eval())
     bar.close()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    name = device_name(device)
     return {
         "steps": np.array(evals),
         "test_acc": acc,

@@ -3,7 +3,11 @@
 Jupyter Book 1's command line always reads (and so executes) the pages one after the other. This runs the same
 command, with two changes: Sphinx reads with ``$BNCOURSE_BUILD_JOBS`` processes (default: the number of CPUs), and
 each page is its own reading task (Sphinx would otherwise hand every process a fixed block of pages, so all the
-slow chapters would land in the same one). Every extension the book uses is declared parallel-read safe.
+slow chapters would land in the same one). Two extensions that Jupyter Book loads do not declare whether they
+are parallel safe, so Sphinx would fall back to serial reading: ``sphinx_multitoc_numbering`` (it replaces the
+toctree collector's section numbering, which runs in the main process after reading) and
+``sphinx_jupyterbook_latex`` (LaTeX-only transforms); both keep no per-document state, so they are declared
+safe here.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import functools
 import os
 import sys
 
+import importlib
+
 import jupyter_book.cli.main as jb
+import jupyter_book.sphinx as jb_sphinx
 import sphinx.builders
 
 
@@ -21,11 +28,28 @@ def one_page_per_task(docnames, nproc, maxbatch=10):
     return [[name] for name in docnames]
 
 
+UNDECLARED = ("sphinx_multitoc_numbering", "sphinx_jupyterbook_latex")
+
+
+def declare_parallel_safe(name: str) -> None:
+    """Make the extension module ``name`` declare itself parallel read/write safe (its setup is kept)."""
+    module = importlib.import_module(name)
+    setup = module.setup
+
+    def safe_setup(app):
+        meta = setup(app) or {}
+        return {**meta, "parallel_read_safe": True, "parallel_write_safe": True}
+
+    module.setup = safe_setup
+
+
 def main(argv: list[str]) -> int:
     jobs = int(os.environ.get("BNCOURSE_BUILD_JOBS", os.cpu_count() or 1))
     if jobs > 1:
         sphinx.builders.make_chunks = one_page_per_task
-        jb.build_sphinx = functools.partial(jb.build_sphinx, jobs=jobs)
+        for name in UNDECLARED:
+            declare_parallel_safe(name)
+        jb_sphinx.build_sphinx = functools.partial(jb_sphinx.build_sphinx, jobs=jobs)  # the CLI imports it late
     print(f"[build] reading pages with {jobs} process(es)")
     return jb.main(args=["build", *argv], standalone_mode=False) or 0
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_student_copy_runs_as_on_colab(notebook, tmp_path):
         errs = _errors(cell)
         if "# BEGIN SOLUTION" in cell.source:
             assert all(e["ename"] in (STUB_ERROR, "NameError") for e in errs), [e["evalue"] for e in errs]
-        elif any(line.lstrip().startswith("check_") for line in cell.source.splitlines()):
+        elif re.search(r"^\s*check_\w+\(", cell.source, re.M):  # a checker cell (not an import of checkers)
             graded += 1
             assert len(errs) == 1 and errs[0]["ename"] == "AssertionError", (cell.source, _text(cell))
             assert len(errs[0]["evalue"]) > 20, f"a checker failed without a hint: {errs[0]['evalue']!r}"

@@ -33,6 +33,7 @@ from bncourse.experiments.critique_nets import (
     resample_noise,
 )
 from bncourse.experiments.result import Result, load_stored, make_meta
+from bncourse.runtime import device_name, pick_device
 from bncourse.train import images_to_tensor
 
 __all__ = [
@@ -208,7 +209,7 @@ def critique_run(
     started = time.perf_counter()
     cfg = {**CRITIQUE_SCALES[scale], **overrides}
     cfg["num_steps"] = num_steps or cfg["num_steps"]
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     try:
         ds, xtr, ytr, xte, yte = _image_data(dataset, dev, model == "mlp", cfg["eval_size"])
     except bdata.DataError as err:
@@ -232,7 +233,7 @@ def critique_run(
               "seed": seed, "multipliers": [0.5, 1.0, 2.0, 4.0], **cfg}  # fmt: skip
     config["widths"] = list(config["widths"])
     meta = make_meta(ds.describe(), started)
-    meta.update({"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "dataset": ds.name})
+    meta.update({"device": device_name(dev), "dataset": ds.name})
     return Result("critique", config, _stack(runs), meta)
 
 
@@ -257,7 +258,7 @@ def deep_linear_run(
         for the networks ``["standard", "bn"]``.
     """
     started = time.perf_counter()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(width, width, generator=g) / width**0.5
     x = torch.randn(num_train + 1024, width, generator=g)
@@ -276,7 +277,7 @@ def deep_linear_run(
               "measure_every": measure_every, "num_train": num_train, "seed": seed, "networks": ["standard", "bn"],
               "multipliers": [0.5, 1.0, 2.0, 4.0]}  # fmt: skip
     meta = make_meta(f"synthetic Gaussian regression ({num_train} train / 1024 test, dimension {width})", started)
-    meta["device"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    meta["device"] = device_name(dev)
     return Result("deep_linear", config, _stack(runs), meta)
 
 

@@ -24,6 +24,7 @@ from bncourse import data as bdata
 from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import make_norm
 from bncourse.parallel import default_workers, run_jobs
+from bncourse.runtime import pick_device
 from bncourse.train import images_to_tensor, train_models
 
 __all__ = [
@@ -209,7 +210,7 @@ def norms_batchsize(
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
     rows: dict[str, list] = {k: [] for k in ("norm", "batch_size", "seed", "lr", "num_steps", "test_acc",
                                              "train_loss", "wall_time_s")}  # fmt: skip
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     n_test = len(ds.x_test) if cfg["eval_size"] is None else min(cfg["eval_size"], len(ds.x_test))
     workers = default_workers() if workers is None else workers
     source = dataset if isinstance(dataset, str) and workers > 1 else ds  # workers load it by name

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from bncourse import data as bdata
 from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import paper_mlp
+from bncourse.runtime import pick_device
 
 __all__ = [
     "THROUGHPUT_SCALES",
@@ -278,7 +279,7 @@ def throughput(
     overrides = {"batch_sizes": batch_sizes, "min_time": min_time, "repeats": repeats}
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     previous_threads = torch.get_num_threads()
     cpu_time = device.type == "cpu" and threads == 1
     clock = time.process_time if cpu_time else time.perf_counter
