@@ -13,10 +13,9 @@ safe here.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
-
-import importlib
 
 import jupyter_book.cli.main as jb
 import jupyter_book.sphinx as jb_sphinx
