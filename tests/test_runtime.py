@@ -31,4 +31,4 @@ def test_describe_names_device_and_scale(monkeypatch):
     monkeypatch.delenv("BNCOURSE_SCALE", raising=False)
     line = runtime.describe()
     assert line.startswith(f"device: {runtime.device_name()}") and "scale: reduced" in line
-    assert ("SCALE = \"full\"" in line) == torch.cuda.is_available()
+    assert ('SCALE = "full"' in line) == torch.cuda.is_available()
