@@ -17,9 +17,12 @@ import inspect
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bncourse.argparsing import Parser, check_device, positive_int
-from bncourse.experiments import Result
+
+if TYPE_CHECKING:  # imported by the experiments when they run: a wrong option fails without loading torch
+    from bncourse.experiments import Result
 
 __all__ = ["OPTIONS", "RESULTS", "main", "run"]
 
