@@ -7,18 +7,20 @@ Both train the BN paper's MNIST network (784-100-100-100-10 sigmoid, batch 60, S
 MNIST's shape that is already on the device. The plain loop is written as a reader would: one
 ``nn.Module``, ``torch.optim.SGD``, ``zero_grad``/``backward``/``step``, batches sampled on the device.
 The runs alternate (plain, engine, plain, engine, ...) and the best of ``--repeats`` is kept for each, so
-a slow moment of the machine hits both. The last line gives the ratios.
+a slow moment of the machine hits both. The last line gives the ratios. ``--steps``, ``--sweep`` and
+``--repeats`` must be at least 1 and ``--device`` must exist here; otherwise the command stops at once with
+one line and exit status 2.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bncourse.argparsing import Parser, check_device, positive_int
 from bncourse.engine import RunConfig, train_mlps
 from bncourse.models import paper_mlp
 
@@ -74,13 +76,18 @@ def engine_seconds(x: np.ndarray, y: np.ndarray, num_steps: int, k: int, norm: s
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the benchmark, print the table and, as the last line, ``speedup_single=... speedup_sweep=...``."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=2000, help="training steps per run")
-    p.add_argument("--sweep", type=int, default=8, help="K, models in the sweep")
-    p.add_argument("--repeats", type=int, default=3, help="alternating repeats; the best is kept")
+    p = Parser(prog="python -m bncourse.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=positive_int, default=2000, help="training steps per run")
+    p.add_argument("--sweep", type=positive_int, default=8, help="K, models in the sweep")
+    p.add_argument("--repeats", type=positive_int, default=3, help="alternating repeats; the best is kept")
     p.add_argument("--norm", choices=["none", "bn"], default="bn")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = p.parse_args(argv)
+    if args.device is not None:
+        try:
+            check_device(args.device)
+        except ValueError as e:
+            p.error(f"argument --device: {e}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     norm = None if args.norm == "none" else "bn"
     rng = np.random.default_rng(0)

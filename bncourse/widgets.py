@@ -1,6 +1,8 @@
 """ipywidgets panels that rerun an experiment and redraw its figure when a control moves.
 
-On the static website a panel shows its build-time state; on Colab or Jupyter it is live.
+On the static website a panel shows its build-time state; on Colab or Jupyter it is live. An initial value
+that a control does not offer (a dropdown's options, a slider's range) is refused with a ``ValueError`` that
+names the panel, the argument and the control, before anything is loaded or trained.
 """
 
 from __future__ import annotations
@@ -12,7 +14,37 @@ from IPython.display import display
 from bncourse.experiments import DISTRIBUTIONS, bn_activations
 from bncourse.plots import plot_bn_activations
 
-__all__ = ["bn_explorer", "format_bn_stats", "show_figure"]
+__all__ = ["bn_explorer", "check_option", "check_range", "format_bn_stats", "show_figure"]
+
+
+def check_option(panel: str, argument: str, control: str, value, options) -> None:
+    """Refuse an initial ``value`` that the control offers no option for.
+
+    Args:
+        panel: the function building the panel, e.g. ``"bn_explorer"``.
+        argument: its argument that sets the control's initial value.
+        control: the control's label on the panel.
+        value: the initial value.
+        options: the values the control offers (for ``(label, value)`` pairs, the values).
+
+    Raises:
+        ValueError: ``value`` is not one of ``options``; the message names the panel, argument and control.
+    """
+    if not any(value == option for option in options):
+        offered = ", ".join(repr(o) for o in options)
+        raise ValueError(
+            f"{panel}: {argument}={value!r} is not an option of the {control!r} control; choose one of {offered}"
+        )
+
+
+def check_range(panel: str, argument: str, control: str, value, low, high) -> None:
+    """Refuse an initial ``value`` outside a slider's ``[low, high]`` (the slider would silently clamp it).
+
+    Raises:
+        ValueError: ``value`` is outside the range; the message names the panel, argument and control.
+    """
+    if not low <= value <= high:
+        raise ValueError(f"{panel}: {argument}={value!r} is outside the {control!r} slider's range {low} to {high}")
 
 
 def show_figure(out: widgets.Output, fig) -> None:
@@ -45,6 +77,10 @@ def bn_explorer(
     Returns:
         A ``VBox`` with the controls, a statistics label and an output area holding the figure.
     """
+    check_range("bn_explorer", "batch_size", "batch size m", batch_size, 2, 256)
+    check_option("bn_explorer", "dist", "input", dist, list(DISTRIBUTIONS))
+    check_range("bn_explorer", "loc", "input mean", loc, -10.0, 10.0)
+    check_range("bn_explorer", "scale", "input std", scale, 0.1, 10.0)
     style = {"description_width": "initial"}
     size = widgets.IntSlider(value=batch_size, min=2, max=256, step=1, description="batch size m", style=style)
     kind = widgets.Dropdown(options=list(DISTRIBUTIONS), value=dist, description="input", style=style)
@@ -77,6 +113,10 @@ def format_lenet_run(result) -> str:
     )
 
 
+LENET_BATCH_SIZES = [16, 32, 64, 128, 256]  # lenet_explorer's batch size dropdown
+LENET_SEEDS = [0, 1, 2]
+
+
 def lenet_explorer(
     lr: float = 0.3,
     bn: bool = True,
@@ -107,6 +147,9 @@ def lenet_explorer(
     from bncourse.experiments import conv as exp_conv
     from bncourse.plots import conv as plot_conv
 
+    check_option("lenet_explorer", "bn", "with BN / without BN", bn, [True, False])
+    check_option("lenet_explorer", "batch_size", "batch size", batch_size, LENET_BATCH_SIZES)
+    check_option("lenet_explorer", "seed", "seed", seed, LENET_SEEDS)
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
     style = {"description_width": "initial"}
     lrs = sorted(set(exp_conv.LENET_SCALES["full"]["lrs"]) | {lr})
@@ -114,8 +157,8 @@ def lenet_explorer(
         options=lrs, value=lr, description="learning rate", continuous_update=False, style=style
     )
     norm = widgets.ToggleButtons(options=[("with BN", True), ("without BN", False)], value=bn, style=style)
-    size = widgets.Dropdown(options=[16, 32, 64, 128, 256], value=batch_size, description="batch size", style=style)
-    seeds = widgets.Dropdown(options=[0, 1, 2], value=seed, description="seed", style=style)
+    size = widgets.Dropdown(options=LENET_BATCH_SIZES, value=batch_size, description="batch size", style=style)
+    seeds = widgets.Dropdown(options=LENET_SEEDS, value=seed, description="seed", style=style)
     label = widgets.HTML()
     out = widgets.Output()
 
@@ -136,7 +179,7 @@ def lenet_explorer(
     return widgets.VBox([widgets.HBox([rate, size, seeds]), norm, label, out])
 
 
-__all__ += ["format_lenet_run", "lenet_explorer"]
+__all__ += ["LENET_BATCH_SIZES", "LENET_SEEDS", "format_lenet_run", "lenet_explorer"]
 
 
 def norms_explorer(result, norm: str = "gn", batch_size: int | None = None, draw: bool = True) -> widgets.VBox:
@@ -157,6 +200,9 @@ def norms_explorer(result, norm: str = "gn", batch_size: int | None = None, draw
     from bncourse.plots.norms_compare import AXES_NAMES, plot_norm_lookup
 
     sizes = sorted({int(b) for b in result.data["batch_size"]}, reverse=True)
+    check_option("norms_explorer", "norm", "norm", norm, ["bn", "ln", "in", "gn"])
+    if batch_size is not None:
+        check_option("norms_explorer", "batch_size", "batch size", batch_size, sizes)
     style = {"description_width": "initial"}
     kind = widgets.Dropdown(
         options=[(AXES_NAMES[k], k) for k in ("bn", "ln", "in", "gn")], value=norm, description="norm", style=style
@@ -192,6 +238,10 @@ def format_sgd_run(result) -> str:
     )
 
 
+SGD_BATCH_SIZES = [15, 30, 60, 120, 240, 600]  # sgd_explorer's dropdowns
+SGD_INIT_STDS = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]
+
+
 def sgd_explorer(
     lr: float = 0.3,
     batch_size: int = 60,
@@ -224,14 +274,15 @@ def sgd_explorer(
     from bncourse.experiments import sgd_sensitivity as exp_sens
     from bncourse.plots import sgd as plot_sgd
 
+    check_range("sgd_explorer", "lr", "learning rate", lr, 0.01, 10.0)
+    check_option("sgd_explorer", "batch_size", "batch size", batch_size, SGD_BATCH_SIZES)
+    check_option("sgd_explorer", "init_std", "init std", init_std, SGD_INIT_STDS)
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
     style = {"description_width": "initial"}
     rate = widgets.FloatLogSlider(value=lr, base=10, min=-2, max=1, step=0.25, description="learning rate",
                                   continuous_update=False, style=style)  # fmt: skip
-    size = widgets.Dropdown(options=[15, 30, 60, 120, 240, 600], value=batch_size, description="batch size",
-                            style=style)  # fmt: skip
-    scale = widgets.Dropdown(options=[0.01, 0.1, 0.5, 1.0, 2.0, 4.0], value=init_std, description="init std",
-                             style=style)  # fmt: skip
+    size = widgets.Dropdown(options=SGD_BATCH_SIZES, value=batch_size, description="batch size", style=style)
+    scale = widgets.Dropdown(options=SGD_INIT_STDS, value=init_std, description="init std", style=style)
     label = widgets.HTML()
     out = widgets.Output()
 
@@ -249,7 +300,7 @@ def sgd_explorer(
     return widgets.VBox([widgets.HBox([rate, size, scale]), label, out])
 
 
-__all__ += ["format_sgd_run", "sgd_explorer"]
+__all__ += ["SGD_BATCH_SIZES", "SGD_INIT_STDS", "format_sgd_run", "sgd_explorer"]
 
 
 def format_batchsize_choice(sweep, norm: str, batch_size: int) -> str:
@@ -288,6 +339,8 @@ def batchsize_explorer(sweep, norm: str = "bn", batch_size: int = 4, draw: bool 
 
     style = {"description_width": "initial"}
     sizes = sorted(int(b) for b in sweep.data["batch_sizes"])
+    check_option("batchsize_explorer", "batch_size", "examples per statistic b", batch_size, sizes)
+    check_option("batchsize_explorer", "norm", "norm", norm, list(sweep.config["norms"]))
     size = widgets.SelectionSlider(options=sizes, value=batch_size, description="examples per statistic b", style=style)
     kind = widgets.Dropdown(
         options=[(NORM_LABELS.get(n, n), n) for n in sweep.config["norms"]], value=norm, description="norm", style=style
@@ -353,6 +406,8 @@ def critique_explorer(
     from bncourse.experiments import critique as exp_critique
     from bncourse.plots import critique as plot_critique
 
+    check_option("critique_explorer", "bn", "BN on / BN off", bn, [True, False])
+    check_option("critique_explorer", "noise", "noise off / noise on", noise, [False, True])
     cache = results if results is not None else {}
     style = {"description_width": "initial"}
     bn_box = widgets.ToggleButtons(options=[("BN on", True), ("BN off", False)], value=bn, style=style)

@@ -11,9 +11,11 @@ import hashlib
 import http.server
 import importlib.util
 import io
+import os
 import pickle
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -432,3 +434,135 @@ def test_real_digits():
     assert (len(ds.x_train), len(ds.x_test)) == (1438, 359)
     assert ds.x_train.dtype == np.uint8 and ds.x_train.max() == 16 and ds.y_test.dtype == np.int64
     assert set(np.unique(ds.y_test).tolist()) == set(range(10))
+
+
+# Bad files and bad arguments: each is detected, warned about or refused in one line, and never needs a network.
+
+
+def sparse_idx_set(seed: int = 0) -> dict[str, np.ndarray]:
+    """Like :func:`make_idx_set` but mostly zeros, so gzip codes it with Huffman tables (as real MNIST)."""
+    arrays = make_idx_set(seed, n_train=60, n_test=10)
+    rng = np.random.default_rng(seed)
+    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        arrays[stem] = arrays[stem] * (rng.random(arrays[stem].shape) < 0.2)
+    return arrays
+
+
+def flip_to_zlib_error(packed: bytes) -> bytes:
+    """``packed`` with one byte inverted where gzip fails with ``zlib.error`` (not only a CRC mismatch)."""
+    import zlib
+
+    for i in range(20, len(packed) - 8):
+        bad = bytearray(packed)
+        bad[i] ^= 0xFF
+        try:
+            gzip.decompress(bytes(bad))
+        except zlib.error:
+            return bytes(bad)
+        except (OSError, EOFError):
+            continue
+    raise AssertionError("no byte flip gives a zlib.error")
+
+
+@pytest.fixture
+def cache_and_system(tmp_path, monkeypatch):
+    """The same sparse Fashion-MNIST files in a cache and in a system copy, offline; returns (cache, system, arrays)."""
+    monkeypatch.setenv(data.OFFLINE_ENV, "1")
+    arrays = sparse_idx_set(seed=5)
+    root, system = tmp_path / "root", tmp_path / "usr-share"
+    sums = write_idx_set(root / "fashion_mnist", arrays)
+    assert write_idx_set(system, arrays) == sums
+    monkeypatch.setitem(data.MD5, "fashion_mnist", sums)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion_mnist", [(str(system), "a test package")])
+    return root, system, arrays
+
+
+def test_flipped_byte_in_cache_falls_back_to_the_system_copy_with_a_warning(cache_and_system):
+    root, system, arrays = cache_and_system
+    victim = root / "fashion_mnist" / "train-images-idx3-ubyte.gz"
+    victim.write_bytes(flip_to_zlib_error(victim.read_bytes()))
+    with pytest.warns(UserWarning, match=r"using .*usr-share \(a test package\); skipped unusable files: .*bad gzip"):
+        ds = data.load_dataset("fashion_mnist", root=root)
+    assert ds.source == f"{system} (a test package)"
+    assert_matches(ds, arrays)
+
+
+def test_flipped_byte_in_cache_is_downloaded_again(tmp_path, monkeypatch):
+    arrays = sparse_idx_set(seed=6)
+    mirror = tmp_path / "mirror"
+    monkeypatch.setitem(data.MD5, "mnist", write_idx_set(mirror, arrays))
+    monkeypatch.setitem(data.MIRRORS, "mnist", [mirror.as_uri()])
+    cache = tmp_path / "cache"
+    data.load_dataset("mnist", root=cache)
+    victim = cache / "mnist" / "train-images-idx3-ubyte.gz"
+    good = victim.read_bytes()
+    victim.write_bytes(flip_to_zlib_error(good))
+    with pytest.warns(UserWarning, match=r"replacing corrupt cached file: .*train-images-idx3-ubyte\.gz.*bad gzip"):
+        ds = data.load_dataset("mnist", root=cache)
+    assert victim.read_bytes() == good
+    assert_matches(ds, arrays)
+
+
+def test_unreadable_cached_file_falls_back_to_the_system_copy(cache_and_system, monkeypatch):
+    root, system, arrays = cache_and_system
+    victim = root / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz"
+    read_bytes = Path.read_bytes
+
+    def guarded(self):  # as chmod 000 would for a user other than root
+        if self == victim:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", guarded)
+    with pytest.warns(UserWarning, match=r"skipped unusable files: .*t10k-labels-idx1-ubyte\.gz: cannot be read"):
+        ds = data.load_dataset("fashion_mnist", root=root)
+    assert ds.source == f"{system} (a test package)"
+    assert_matches(ds, arrays)
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion_mnist", [])
+    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte\.gz: cannot be read \(Permission denied\)"):
+        data.load_dataset("fashion_mnist", root=root)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_downloads_get_the_mode_of_the_umask(mnist_mirror, tmp_path, monkeypatch, umask, mode):
+    folder, arrays = mnist_mirror
+    monkeypatch.setitem(data.MIRRORS, "mnist", [folder.as_uri()])
+    old = os.umask(umask)
+    try:
+        data.load_dataset("mnist", root=tmp_path / "cache")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "cache" / "mnist").iterdir()}
+    assert modes == {f"{stem}.gz": mode for stem in data.IDX_STEMS}
+
+
+def test_part_files_of_a_killed_download_are_removed(cache_and_system):
+    root, _, arrays = cache_and_system
+    folder = root / "fashion_mnist"
+    stale, live = folder / ".train-images-idx3-ubyte.gz.abc123.part", folder / ".t10k-images-idx3-ubyte.gz.x9.part"
+    other = folder / "notes.part"  # not one of ours: no leading dot
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    old = time.time() - data.STALE_PART_S - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    assert_matches(data.load_dataset("fashion_mnist", root=root), arrays)
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.parametrize("name", [None, 3])
+def test_a_name_that_is_not_a_string_is_refused(name):
+    with pytest.raises(ValueError, match=rf"^dataset name must be a string, one of fashion_mnist, .*; got {name}$"):
+        data.load_dataset(name)
+
+
+def test_a_root_that_is_a_file_is_refused(tmp_path, monkeypatch):
+    target = tmp_path / "data.bin"
+    target.write_bytes(b"x")
+    for offline in ("1", "0"):
+        monkeypatch.setenv(data.OFFLINE_ENV, offline)
+        with pytest.raises(data.DataError, match=rf"^the data root {target} is a file, not a folder; give root="):
+            data.load_dataset("mnist", root=target)
+    monkeypatch.setenv(data.ROOT_ENV, str(target))
+    with pytest.raises(data.DataError, match="is a file, not a folder"):
+        data.load_dataset("cifar10")

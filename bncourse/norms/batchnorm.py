@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bncourse.norms.precision import compute_input
+
 __all__ = [
     "BatchNorm",
     "BatchNormFunction",
@@ -66,10 +68,16 @@ def batchnorm_forward(
 
     Returns:
         ``(out, cache)``: ``out`` has the shape of ``x``; ``cache`` holds what the backward passes need.
+
+    Raises:
+        ValueError: a rank below 2, ``gamma``/``beta`` of the wrong shape, or one value per channel (N = 1
+            without spatial axes): like ``torch.nn.BatchNorm`` in training, no variance from one value.
     """
     x = np.asarray(x)
     axes = reduce_axes(x.ndim)
     _check_params(x, gamma, beta)
+    if x.size // max(x.shape[1], 1) <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
     mu = x.mean(axis=axes, keepdims=True)  # (N, C, *S) -> (1, C, 1, ...)
     xc = x - mu  # centred input
     var = (xc**2).mean(axis=axes, keepdims=True)  # biased batch variance, (1, C, 1, ...)
@@ -251,20 +259,42 @@ class BatchNorm(nn.Module):
                 f"shape {tuple(x.shape)}"
             )
 
+    def _dtype(self) -> torch.dtype | None:
+        """Dtype of the parameters (or running statistics); ``None`` without either."""
+        p = self.weight if self.weight is not None else self.running_mean
+        return None if p is None else p.dtype
+
+    def _check_training(self, x: torch.Tensor) -> int:
+        """Values per channel ``m`` of a training batch, after the checks ``F.batch_norm`` makes."""
+        m = x.numel() // x.shape[1]
+        if m <= 1:  # as F.batch_norm: no variance from a single value
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
+        if self.eps <= 0:  # as F.batch_norm: x_hat is undefined for a constant channel
+            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
+        return m
+
+    def _momentum(self) -> float:
+        """Weight of the newest batch, after ``num_batches_tracked`` was counted up: ``momentum``, or
+        ``1 / num_batches_tracked`` (the cumulative average) for ``momentum=None``."""
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` with batch statistics (training) or running statistics (eval)."""
+        """Normalise ``x`` with batch statistics (training) or running statistics (eval).
+
+        A bfloat16/float16 input is normalised in float32 and returned in its own dtype; other inputs must
+        have the parameters' dtype (as ``nn.BatchNorm``).
+        """
         self._check_input(x)
+        x, out_dtype = compute_input(x, self._dtype(), f"{type(self).__name__}({self.num_features})")
+        out = self._forward(x)
+        return out if out_dtype is None else out.to(out_dtype)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         axes = reduce_axes(x.dim())
         shape = (1, -1) + (1,) * (x.dim() - 2)  # broadcast a (C,) vector over (N, C, *spatial)
         use_batch_stats = self.training or self.running_mean is None
         if use_batch_stats:
-            m = x.numel() // x.shape[1]  # values per channel
-            if m <= 1:  # as F.batch_norm: no variance from a single value
-                raise ValueError(
-                    f"Expected more than 1 value per channel when training, got input size {list(x.shape)}"
-                )
-            if self.eps <= 0:  # as F.batch_norm: x_hat is undefined for a constant channel
-                raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
+            m = self._check_training(x)  # values per channel
             mu = x.mean(dim=axes)  # (C,)
             var = x.var(dim=axes, unbiased=False)  # (C,), biased: used to normalise
             if self.training and self.track_running_stats:
@@ -279,10 +309,7 @@ class BatchNorm(nn.Module):
     @torch.no_grad()
     def _update_running_stats(self, mu: torch.Tensor, var: torch.Tensor, m: int) -> None:
         self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            factor = 1.0 / float(self.num_batches_tracked)  # cumulative moving average
-        else:
-            factor = self.momentum
+        factor = self._momentum()  # momentum, or 1 / batches for the cumulative moving average
         unbiased = var * (m / (m - 1))  # stored unbiased: E[var_B] = (m - 1) / m * sigma^2
         self.running_mean.mul_(1 - factor).add_(mu.to(self.running_mean.dtype), alpha=factor)
         self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)

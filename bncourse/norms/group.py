@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bncourse.norms.precision import compute_input
+
 __all__ = [
     "GroupNorm",
     "InstanceNorm",
@@ -120,8 +122,19 @@ def instancenorm_forward(
     x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, tuple]:
     """Instance Norm: each example and channel of ``x`` ``(N, C, *spatial)`` normalised over its spatial
-    positions; ``gamma``, ``beta`` ``(C,)``. Group Norm with one channel per group (G = C)."""
+    positions; ``gamma``, ``beta`` ``(C,)``. Group Norm with one channel per group (G = C).
+
+    Raises:
+        ValueError: one spatial position (or none), as ``torch.nn.InstanceNorm``: no variance from one value.
+    """
+    _check_spatial(x.shape)
     return groupnorm_forward(x, gamma, beta, x.shape[1], eps)
+
+
+def _check_spatial(shape) -> None:
+    """Instance Norm needs more than one spatial position per channel (PyTorch's message)."""
+    if len(shape) < 3 or int(np.prod(shape[2:])) <= 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(shape)}")
 
 
 def instancenorm_backward(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,14 +205,19 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(self.normalized_shape)) if elementwise_affine and bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise over the last dims; a bfloat16/float16 input is computed in float32 and returned in its
+        dtype, another dtype than the parameters' is refused (as ``nn.LayerNorm``)."""
         k = len(self.normalized_shape)
         if tuple(x.shape[-k:]) != self.normalized_shape:
             raise ValueError(f"LayerNorm{self.normalized_shape} got an input of shape {tuple(x.shape)}")
+        param = self.weight if self.weight is not None else self.bias
+        x, out_dtype = compute_input(x, None if param is None else param.dtype, f"LayerNorm{self.normalized_shape}")
         dims = tuple(range(-k, 0))
         x_hat = (x - x.mean(dims, keepdim=True)) * torch.rsqrt(x.var(dims, unbiased=False, keepdim=True) + self.eps)
         if self.weight is not None:
             x_hat = x_hat * self.weight
-        return x_hat + self.bias if self.bias is not None else x_hat
+        out = x_hat + self.bias if self.bias is not None else x_hat
+        return out if out_dtype is None else out.to(out_dtype)
 
 
 class GroupNorm(nn.Module):
@@ -214,8 +232,23 @@ class GroupNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise per example and group; a bfloat16/float16 input is computed in float32 and returned in its
+        dtype, another dtype than the parameters' is refused (as ``nn.GroupNorm``)."""
         if x.dim() < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"GroupNorm expects (N, {self.num_channels}, *spatial); got {tuple(x.shape)}")
+            raise ValueError(f"{self._name()} expects (N, {self.num_channels}, *spatial); got {tuple(x.shape)}")
+        self._check_shape(x)
+        param_dtype = None if self.weight is None else self.weight.dtype
+        x, out_dtype = compute_input(x, param_dtype, f"{self._name()}({self.num_channels})")
+        out = self._normalise(x)
+        return out if out_dtype is None else out.to(out_dtype)
+
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _check_shape(self, x: torch.Tensor) -> None:
+        """Further checks of the input's shape (Instance Norm's)."""
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         xg = x.reshape(x.shape[0], self.num_groups, -1)  # (N, G, C/G * prod(S))
         xg = (xg - xg.mean(2, keepdim=True)) * torch.rsqrt(xg.var(2, unbiased=False, keepdim=True) + self.eps)
         out = xg.reshape(x.shape)
@@ -232,6 +265,10 @@ class InstanceNorm(GroupNorm):
     def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = False):
         super().__init__(num_features, num_features, eps=eps, affine=affine)
 
+    def _check_shape(self, x: torch.Tensor) -> None:
+        """As ``nn.InstanceNorm``: more than one spatial position per channel."""
+        _check_spatial(x.shape)
+
 
 class RMSNorm(nn.Module):
     """``nn.RMSNorm`` from plain ops (give ``eps`` explicitly; PyTorch's default is the dtype's epsilon)."""
@@ -243,9 +280,13 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(self.normalized_shape)) if elementwise_affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x / rms(x) * weight``; a bfloat16/float16 input is computed in float32 and returned in its dtype."""
+        param_dtype = None if self.weight is None else self.weight.dtype
+        x, out_dtype = compute_input(x, param_dtype, f"RMSNorm{self.normalized_shape}", strict=False)
         dims = tuple(range(-len(self.normalized_shape), 0))
         out = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + self.eps)
-        return out * self.weight if self.weight is not None else out
+        out = out * self.weight if self.weight is not None else out
+        return out if out_dtype is None else out.to(out_dtype)
 
 
 class WeightNormLinear(nn.Module):

@@ -22,7 +22,7 @@ class GhostBatchNorm(BatchNorm):
     Args:
         num_features: C.
         virtual_batch_size: examples per ghost batch (the last chunk may be smaller).
-        eps, momentum, affine: as in :class:`bncourse.norms.BatchNorm` (``momentum`` must be a float).
+        eps, momentum, affine: as in :class:`bncourse.norms.BatchNorm` (``momentum=None``: cumulative average).
     """
 
     def __init__(
@@ -30,7 +30,7 @@ class GhostBatchNorm(BatchNorm):
         num_features: int,
         virtual_batch_size: int = 32,
         eps: float = 1e-5,
-        momentum: float = 0.1,
+        momentum: float | None = 0.1,
         affine: bool = True,
     ):
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
@@ -38,11 +38,12 @@ class GhostBatchNorm(BatchNorm):
             raise ValueError(f"virtual_batch_size must be at least 2; got {virtual_batch_size}")
         self.virtual_batch_size = virtual_batch_size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise each ghost batch with its own statistics (training) or the running ones (eval)."""
         if not self.training:
-            return super().forward(x)
-        self._check_input(x)
+            return super()._forward(x)
+        if self.eps <= 0:  # as BatchNorm: x_hat is undefined for a constant channel
+            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
         axes = reduce_axes(x.dim())
         shape = (1, -1) + (1,) * (x.dim() - 2)
         outs, mus, vars_ = [], [], []
@@ -56,8 +57,9 @@ class GhostBatchNorm(BatchNorm):
             vars_.append(var.detach() * (m / (m - 1)))
         with torch.no_grad():
             self.num_batches_tracked.add_(1)
-            self.running_mean.lerp_(torch.stack(mus).mean(0), self.momentum)
-            self.running_var.lerp_(torch.stack(vars_).mean(0), self.momentum)
+            factor = self._momentum()
+            self.running_mean.lerp_(torch.stack(mus).mean(0).to(self.running_mean.dtype), factor)
+            self.running_var.lerp_(torch.stack(vars_).mean(0).to(self.running_var.dtype), factor)
         out = torch.cat(outs)
         return out * self.weight.reshape(shape) + self.bias.reshape(shape) if self.affine else out
 
@@ -76,7 +78,8 @@ class BatchRenorm(BatchNorm):
     it is BN; as the limits open, training and inference see the same normalisation.
 
     ``r_max`` ramps from 1 to ``r_max`` and ``d_max`` from 0 to ``d_max`` between ``warmup_start`` and
-    ``warmup_end`` steps (``num_batches_tracked``), the paper's warm-up.
+    ``warmup_end`` steps (``num_batches_tracked``), the paper's warm-up. ``eps``, ``momentum`` (``None``: the
+    cumulative average) and ``affine`` are as in :class:`bncourse.norms.BatchNorm`.
     """
 
     def __init__(
@@ -87,7 +90,7 @@ class BatchRenorm(BatchNorm):
         warmup_start: int = 5000,
         warmup_end: int = 40000,
         eps: float = 1e-5,
-        momentum: float = 0.01,
+        momentum: float | None = 0.01,
         affine: bool = True,
     ):
         super().__init__(num_features, eps=eps, momentum=momentum, affine=affine)
@@ -104,16 +107,13 @@ class BatchRenorm(BatchNorm):
             _ramp(step, self.warmup_start, self.warmup_end, 0.0, self.d_max),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Renormalised batch statistics in training, running statistics in eval."""
         if not self.training:
-            return super().forward(x)
-        self._check_input(x)
+            return super()._forward(x)
         axes = reduce_axes(x.dim())
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        m = x.numel() // x.shape[1]
-        if m < 2:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
+        m = self._check_training(x)  # more than one value per channel, eps > 0
         r_max, d_max = self.limits()
         mu = x.mean(dim=axes)
         var = x.var(dim=axes, unbiased=False)
@@ -123,7 +123,8 @@ class BatchRenorm(BatchNorm):
             r = (sigma_b / sigma).clamp(1.0 / r_max, r_max)
             d = ((mu - self.running_mean) / sigma).clamp(-d_max, d_max)
             self.num_batches_tracked.add_(1)
-            self.running_mean.lerp_(mu, self.momentum)
-            self.running_var.lerp_(var * (m / (m - 1)), self.momentum)
+            factor = self._momentum()
+            self.running_mean.lerp_(mu.to(self.running_mean.dtype), factor)
+            self.running_var.lerp_((var * (m / (m - 1))).to(self.running_var.dtype), factor)
         x_hat = (x - mu.reshape(shape)) / sigma_b.reshape(shape) * r.reshape(shape) + d.reshape(shape)
         return x_hat * self.weight.reshape(shape) + self.bias.reshape(shape) if self.affine else x_hat

@@ -51,11 +51,12 @@ class SyncBatchNorm(BatchNorm):
     Without an initialised process group it is plain BN.
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise with the global batch statistics (training) or the running ones (eval)."""
         if not self.training:
-            return super().forward(x)
-        self._check_input(x)
+            return super()._forward(x)
+        if self.eps <= 0:  # as BatchNorm: x_hat is undefined for a constant channel
+            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
         axes = reduce_axes(x.dim())
         shape = (1, -1) + (1,) * (x.dim() - 2)
         count = torch.full((1,), x.numel() // x.shape[1], dtype=x.dtype, device=x.device)
@@ -70,8 +71,8 @@ class SyncBatchNorm(BatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mu.detach(), factor)
-                self.running_var.lerp_(var.detach() * (m / (m - 1)), factor)
+                factor = self._momentum()
+                self.running_mean.lerp_(mu.detach().to(self.running_mean.dtype), factor)
+                self.running_var.lerp_((var.detach() * (m / (m - 1))).to(self.running_var.dtype), factor)
         out = (x - mu.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
         return out * self.weight.reshape(shape) + self.bias.reshape(shape) if self.affine else out

@@ -1,0 +1,57 @@
+"""Command-line plumbing shared by ``python -m bncourse.reproduce`` and ``python -m bncourse.bench``.
+
+A wrong option ends the command at once with exit status 2 and one line on stderr that names it, before any
+data is loaded or model built: :class:`Parser` (argparse without the usage block), :func:`positive_int`
+(a ``type=`` for counts) and :func:`check_device` (a device string that exists on this machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+__all__ = ["Parser", "check_device", "positive_int"]
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``<prog>: error: <message>``, with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message>`` (one line) to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for argparse: an integer of at least 1 (``"0"`` and ``"-3"`` are refused with a message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_device(device: str) -> str:
+    """Return ``device`` if torch can use it here: ``cpu``, ``cuda`` or ``cuda:<index>``.
+
+    Raises:
+        ValueError: not a device name torch knows, a device type other than cpu and cuda, or CUDA (or that
+            GPU index) is not available on this machine; the message says which.
+    """
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{device!r} is not a device; use cpu, cuda or cuda:<index>") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"{device!r}: only cpu and cuda are supported")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"{device!r}: CUDA is not available here ({why}); use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"{device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
