@@ -78,7 +78,8 @@ def as_tuple(res: Any, name: str, fn: str, names: str, n: int) -> tuple:
     """
     if not isinstance(res, (tuple, list)) or len(res) != n:
         got = f"a {type(res).__name__} of length {len(res)}" if isinstance(res, (tuple, list)) else _kind(res)
-        fail(name, f"{fn} must return a tuple {names}; got {got}. End it with `return {names[1:-1]}`")
+        what = f"a pair, the tuple {names}" if n == 2 else f"a tuple {names}"
+        fail(name, f"{fn} must return {what}; got {got}. End it with `return {names[1:-1]}`")
     return tuple(res)
 
 
@@ -137,7 +138,7 @@ def as_number(v: Any, name: str, what: str, hint: str = "", nan_hint: str = _NAN
     """The student's ``what`` as one finite real number, or a :class:`CheckError` naming why it is not one."""
     a = as_array(v, name, what, nan_hint=nan_hint)
     if a.size != 1:
-        fail(name, f"{what} must be one number; got an array of shape {a.shape}" + (f". {hint}" if hint else ""))
+        fail(name, f"return one number as {what}; got an array of shape {a.shape}" + (f". {hint}" if hint else ""))
     return float(a.reshape(()))
 
 
