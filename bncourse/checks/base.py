@@ -78,8 +78,8 @@ def as_tuple(res: Any, name: str, fn: str, names: str, n: int) -> tuple:
     """
     if not isinstance(res, (tuple, list)) or len(res) != n:
         got = f"a {type(res).__name__} of length {len(res)}" if isinstance(res, (tuple, list)) else _kind(res)
-        what = f"a pair, the tuple {names}" if n == 2 else f"a tuple {names}"
-        fail(name, f"{fn} must return {what}; got {got}. End it with `return {names[1:-1]}`")
+        what = "must return a pair: return a tuple" if n == 2 else f"must return {n} values: return a tuple"
+        fail(name, f"{fn} {what} {names}; got {got}. End it with `return {names[1:-1]}`")
     return tuple(res)
 
 
@@ -222,10 +222,14 @@ def verdict(
     bad = [lab for lab, e in zip(labels, errs, strict=True) if e > tol]
     k = int(np.argmax(errs))
     if len(bad) == 1 and len(cases) > 1 and "eps" in bad[0]:
-        hint = f"only the {bad[0][bad[0].index('eps'):]} case fails: is the eps argument used, not a hard-coded value? " + hint
+        hint = (
+            f"only the {bad[0][bad[0].index('eps') :]} case fails: is the eps argument used, not a hard-coded value? "
+            + hint
+        )
     elif len(bad) == 1 and len(cases) > 1 and "1e-3" in bad[0]:
         hint = "only the case with a tiny variance fails: check where eps goes, sqrt(var + eps). " + hint
     return (
         f"{what} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {errs[k]:.2e} of the "
-        f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {labels[k]}." + (f"\nHint: {hint}" if hint else "")
+        f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {labels[k]}."
+        + (f"\nHint: {hint}" if hint else "")
     )
