@@ -15,7 +15,7 @@ from matplotlib import pyplot as plt
 from torch import nn
 
 from bncourse import reproduce, widgets
-from bncourse.checks.groupnorm import (
+from bncourse.checks.alternatives import (
     check_layernorm_forward,
     check_spatial_groupnorm_backward,
     check_spatial_groupnorm_forward,
