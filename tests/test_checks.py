@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bncourse.checks import batchnorm as checks
-from bncourse.checks.base import rel_err
 from bncourse.checks import check_batchnorm_backward, check_batchnorm_backward_alt, check_batchnorm_forward
+from bncourse.checks.base import rel_err
 from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
 
 # ---------------------------------------------------------------- correct student implementations

@@ -1,10 +1,11 @@
 """Every public checker turns a bad student result into an AssertionError with a hint, never a raw error.
 
 Each checker gets a correct student (built from the package's references) whose result is then spoilt: the
-whole result (by a scalar, a string, None or a ragged list), or its first part (a tuple's first item, a list's first batch, a dict's ``running_mean``),
-by a scalar, a string, None, a ragged list, complex values, an array of the wrong shape, NaN
-or inf; or the student raises. Every such case must fail with an ``AssertionError`` naming the checker and
-saying what is wrong (no ``IndexError``/``ValueError``/``TypeError`` and no silent pass).
+whole result (by a scalar, a string, None or a ragged list), or its first part (a tuple's first item, a
+list's first batch, a dict's ``running_mean``) by a scalar, a string, None, a ragged list, complex values,
+an array of the wrong shape, NaN or inf; or the student raises. Every such case must fail with an
+``AssertionError`` naming the checker and saying what is wrong (no ``IndexError``/``ValueError``/
+``TypeError`` and no silent pass).
 """
 
 from __future__ import annotations
@@ -172,14 +173,14 @@ def _complex(a: Any) -> Any:
 
 # kind -> (how the value is spoilt, a pattern the message must contain)
 BAD: dict[str, tuple[Callable[[Any], Any], str]] = {
-    "scalar": (lambda a: 1.5, r"(?i)shape|number|scalar|float|wrong|tuple|list|dict|tensor"),
-    "string": (lambda a: "abc", r"(?i)\bstr\b|string"),
+    "scalar": (lambda a: 1.5, r"shape|number|scalar|float|wrong|tuple|list|dict|tensor"),
+    "string": (lambda a: "abc", r"\bstr\b|string"),
     "none": (lambda a: None, r"None"),
-    "ragged": (lambda a: [[1.0, 2.0], [3.0]], r"(?i)ragged|list|shape|wrong|tensor"),
-    "complex": (_complex, r"(?i)complex|tensor"),
-    "shape": (_wrong_shape, r"(?i)shape|number|rows|wrong|tensor"),
-    "nan": (lambda a: np.asarray(a, dtype=np.float64) * np.nan, r"(?i)nan|tensor"),
-    "inf": (lambda a: np.full(np.shape(np.asarray(a, dtype=object)), np.inf), r"(?i)inf|tensor"),
+    "ragged": (lambda a: [[1.0, 2.0], [3.0]], r"ragged|list|shape|wrong|tensor"),
+    "complex": (_complex, r"complex|tensor"),
+    "shape": (_wrong_shape, r"shape|number|rows|wrong|tensor"),
+    "nan": (lambda a: np.asarray(a, dtype=np.float64) * np.nan, r"nan|tensor"),
+    "inf": (lambda a: np.full(np.shape(np.asarray(a, dtype=object)), np.inf), r"inf|tensor"),
 }
 RAISES = {"ValueError": ValueError("bad"), "TypeError": TypeError("bad"), "IndexError": IndexError("bad")}
 
@@ -206,7 +207,7 @@ def _check(checker: str, student: Callable, pattern: str) -> None:
         getattr(C, checker)(*before, student)
     msg = str(info.value)
     assert checker in msg, msg
-    assert re.search(pattern, msg), f"{checker}: {msg!r} does not match {pattern!r}"
+    assert re.search(pattern, msg, re.IGNORECASE), f"{checker}: {msg!r} does not match {pattern!r}"
 
 
 def test_every_public_checker_is_covered_and_accepts_its_correct_student(capsys):
@@ -221,10 +222,10 @@ def test_every_public_checker_is_covered_and_accepts_its_correct_student(capsys)
 def test_bad_whole_result_is_named(checker: str, kind: str) -> None:
     spoil, pattern = BAD[kind]
     if checker == "check_recalibrate":  # its result is ignored: a student that only returns did not recalibrate
-        _check(checker, lambda *a: spoil(1.0), r"(?i)statistics")
+        _check(checker, lambda *a: spoil(1.0), r"statistics")
         return
     if checker in ("check_saturated_fraction", "check_gradient_variance", "check_minibatch_variance"):
-        pattern = pattern + "|(?i)wrong|expected|number"  # a number that is merely wrong is named as wrong
+        pattern += "|wrong|expected|number"  # a number that is merely wrong is named as wrong
     _check(checker, _student(STUDENTS[checker][1], spoil), pattern)
 
 
@@ -233,7 +234,7 @@ def test_bad_whole_result_is_named(checker: str, kind: str) -> None:
 def test_bad_first_part_is_named(checker: str, kind: str) -> None:
     spoil, pattern = BAD[kind]
     if checker in ("check_saturated_fraction", "check_gradient_variance", "check_minibatch_variance"):
-        pattern = pattern + "|(?i)wrong|expected|number"
+        pattern += "|wrong|expected|number"
     _check(checker, _student(STUDENTS[checker][1], lambda r: _spoil_part(r, spoil)), pattern)
 
 

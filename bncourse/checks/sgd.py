@@ -137,12 +137,10 @@ def _batches(epoch_batches: Callable, name: str, n: int, size: int, rng: np.rand
         fail(name, f"{want}; got {type(res).__name__}" + (" (empty)" if isinstance(res, (list, tuple)) else ""))
     batches = []
     for i in res:
-        try:
-            a = np.asarray(i)
-        except (ValueError, TypeError):
-            a = np.empty((0, 0))
+        as_array(i, name, "a batch", nan_hint=want)  # None, a string, ragged, complex, NaN or inf: named
+        a = np.asarray(i)
         if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
-            fail(name, f"{want}; one batch is {type(i).__name__} {str(i)[:40]!r}")
+            fail(name, f"{want}; one batch has shape {a.shape} and dtype {a.dtype}")
         batches.append(a)
     return batches
 
