@@ -22,18 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks.base import (
-    EPS_GUESSES,
-    CheckError,
-    Variants,
-    as_array,
-    as_tuple,
-    call,
-    fail,
-    rel_err,
-    tol_for,
-    verdict,
-)
+from bncourse.checks import base as kit
 from bncourse.norms.group import groupnorm_backward, groupnorm_forward, layernorm_forward
 
 __all__ = ["check_layernorm_forward", "check_spatial_groupnorm_backward", "check_spatial_groupnorm_forward"]
@@ -118,12 +107,12 @@ def _gn_cases() -> list[_Case]:
             _gn_case("N=2, C=8, H=3, W=2, G=4, eps=0.1", x(2, 8, 3, 2), 4, rng, eps=0.1)]  # fmt: skip
 
 
-def _common(std: Callable[..., np.ndarray]) -> Variants:
+def _common(std: Callable[..., np.ndarray]) -> kit.Variants:
     """Mistakes shared by both forwards; ``std(c, **kw)`` is x_hat computed over the right axes."""
     return [
         ("eps is missing (or far too small): use sqrt(var + eps)", lambda c: _gb(c, std(c, eps=0.0))),
         *[(f"eps is ignored: your out matches eps = {e:g} hard-coded, whatever eps is passed; use the eps argument",
-           lambda c, e=e: _gb(c, std(c, eps=e))) for e in EPS_GUESSES],
+           lambda c, e=e: _gb(c, std(c, eps=e))) for e in kit.EPS_GUESSES],
         ("eps added outside the square root (sqrt(var) + eps); it belongs inside: sqrt(var + eps)",
          lambda c: _gb(c, std(c, how="outside"))),
         ("divided by the variance instead of the standard deviation: x_hat = (x - mu) / sqrt(var + eps)",
@@ -146,14 +135,14 @@ def _gn_std(c: _Case, eps: float | None = None, order: str = "right", **kw: Any)
     return _grouped(c, lambda a: _std(a, (2,), c.eps if eps is None else eps, **kw), order)
 
 
-_LN_VARIANTS: Variants = [
+_LN_VARIANTS: kit.Variants = [
     ("statistics over the batch (axis=0): that is Batch Norm. Layer Norm normalises each example over its "
      "features: mean and var over axis=1 (keepdims=True)", lambda c: _gb(c, _ln_std(c, (0,)))),
     ("statistics over the whole array (no axis); Layer Norm takes one mean and var per example: axis=1",
      lambda c: _gb(c, _ln_std(c, None))),
     *_common(_ln_std),
 ]  # fmt: skip
-_GN_VARIANTS: Variants = [
+_GN_VARIANTS: kit.Variants = [
     ("statistics over the batch and space per channel, axes (0, 2, 3): that is Batch Norm. Group Norm takes "
      "them per example and per group: reshape to (N, G, C // G * H * W), mean and var over axis 2",
      lambda c: _gb(c, _std(c.x, (0, 2, 3), c.eps))),
@@ -194,7 +183,7 @@ def _gmean(scale: Callable[[_Case, int], float] = lambda c, m: 1.0) -> Callable[
 
 
 _M = _gmean()
-_DX_VARIANTS: Variants = [
+_DX_VARIANTS: kit.Variants = [
     ("gamma left out of dx: the gradient into x_hat is dout * gamma (per channel)",
      lambda c: _gdx(c, _M(c), _M(c), gam=False)),
     ("dx treats mu and var as constants (dx = gamma * dout / std); they depend on x: add the mean and variance "
@@ -215,7 +204,7 @@ _DX_VARIANTS: Variants = [
      lambda c: _gdx(c, _M(c), lambda t: -t.mean(axis=2, keepdims=True))),
 ]  # fmt: skip
 _DG = "dgamma = sum(dout * x_hat, axis=(0, 2, 3))"
-_DGAMMA_VARIANTS: Variants = [
+_DGAMMA_VARIANTS: kit.Variants = [
     (f"dgamma uses x instead of x_hat: {_DG}", lambda c: (c.dout * c.x).sum(axis=(0, 2, 3))),
     (f"dgamma takes the mean instead of the sum: {_DG}", lambda c: (c.dout * c.xh).mean(axis=(0, 2, 3))),
     (f"dgamma is multiplied by gamma: {_DG}", lambda c: (c.dout * c.xh).sum(axis=(0, 2, 3)) * c.gamma),
@@ -223,7 +212,7 @@ _DGAMMA_VARIANTS: Variants = [
     (f"dgamma is summed over each group's channels too; gamma is per channel: {_DG}",
      lambda c: np.repeat((c.dout * c.xh).sum(axis=(0, 2, 3)).reshape(c.g, -1).sum(1), c.x.shape[1] // c.g)),
 ]  # fmt: skip
-_DBETA_VARIANTS: Variants = [
+_DBETA_VARIANTS: kit.Variants = [
     ("dbeta takes the mean instead of the sum: dbeta = sum(dout, axis=(0, 2, 3))",
      lambda c: c.dout.mean(axis=(0, 2, 3))),
     ("dbeta is multiplied by gamma: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.sum(axis=(0, 2, 3)) * c.gamma),
@@ -268,28 +257,28 @@ def _array(v: Any, name: str, what: str, shape: tuple[int, ...], c: _Case) -> np
             return f"{what} has one value per channel (C,): do not sum over the channel axis"
         return f"{what} has one value per channel: sum over N, H and W, axis=(0, 2, 3)"
 
-    return as_array(v, name, what, shape, shape_hint=hint)
+    return kit.as_array(v, name, what, shape, shape_hint=hint)
 
 
-def _judge(name: str, what: str, outs: list, refs: list, cases: list, variants: Variants, tol: float, hint: str):
+def _judge(name: str, what: str, outs: list, refs: list, cases: list, variants: kit.Variants, tol: float, hint: str):
     """(None, max error) when every case agrees, else (the message, max error); see ``verdict``."""
     scales = [_scale(what, c, r) for c, r in zip(cases, refs, strict=True)]
-    err = max(rel_err(o, r, s) for o, r, s in zip(outs, refs, scales, strict=True))
-    return verdict(what, outs, refs, cases, variants, tol, scales=scales, hint=hint), err
+    err = max(kit.rel_err(o, r, s) for o, r, s in zip(outs, refs, scales, strict=True))
+    return kit.verdict(what, outs, refs, cases, variants, tol, scales=scales, hint=hint), err
 
 
-def _run_forward(forward: Callable, name: str, cases: list[_Case], ref: Callable, variants: Variants, hint: str):
+def _run_forward(forward: Callable, name: str, cases: list[_Case], ref: Callable, variants: kit.Variants, hint: str):
     outs, caches = [], []
     for c in cases:
-        res = call(forward, f"{name}: forward", *(np.copy(a) if isinstance(a, np.ndarray) else a for a in c.args),
+        res = kit.call(forward, f"{name}: forward", *(np.copy(a) if isinstance(a, np.ndarray) else a for a in c.args),
                    shape_hint=_KEEP)  # fmt: skip
-        out, cache = as_tuple(res, name, "forward", "(out, cache)", 2)
+        out, cache = kit.as_tuple(res, name, "forward", "(out, cache)", 2)
         outs.append(_array(out, name, "out", c.x.shape, c))
         caches.append(cache)
-    tol = tol_for(*outs)
+    tol = kit.tol_for(*outs)
     msg, err = _judge(name, "out", outs, [ref(c) for c in cases], cases, variants, tol, hint)
     if msg:
-        fail(name, msg)
+        kit.fail(name, msg)
     return caches, err, tol
 
 
@@ -334,19 +323,16 @@ def check_spatial_groupnorm_backward(forward: Callable, backward: Callable) -> N
         AssertionError: with a hint naming the likely mistake, when an output is wrong or a function raises.
     """
     name, cases = "check_spatial_groupnorm_backward", _gn_cases()
-    try:
-        caches, _, ftol = _run_forward(
-            forward, "check_spatial_groupnorm_forward", cases, _gn_ref, _GN_VARIANTS, _GN_HINT
-        )
-    except AssertionError as e:
-        raise CheckError(f"{name}: your forward is wrong; fix it first (run check_spatial_groupnorm_forward)."
-                             f"\nIt reports: {e}") from e  # fmt: skip
+    fwd = "check_spatial_groupnorm_forward"
+    caches, _, ftol = kit.forward_first(
+        lambda: _run_forward(forward, fwd, cases, _gn_ref, _GN_VARIANTS, _GN_HINT), name, fwd
+    )
     keys = ("dx", "dgamma", "dbeta")
     got: dict[str, list] = {k: [] for k in keys}
     refs: dict[str, list] = {k: [] for k in keys}
     for c, cache in zip(cases, caches, strict=True):
-        res = as_tuple(call(backward, f"{name}: backward", c.dout.copy(), cache, shape_hint=_KEEP), name, "backward",
-                     "(dx, dgamma, dbeta)", 3)  # fmt: skip
+        res = kit.call(backward, f"{name}: backward", c.dout.copy(), cache, shape_hint=_KEEP)
+        res = kit.as_tuple(res, name, "backward", "(dx, dgamma, dbeta)", 3)
         ref = groupnorm_backward(c.dout, groupnorm_forward(c.x, c.gamma, c.beta, c.g, c.eps)[1])
         for k, v, r in zip(keys, res, ref, strict=True):
             got[k].append(_array(v, name, k, r.shape, c))
@@ -356,13 +342,13 @@ def check_spatial_groupnorm_backward(forward: Callable, backward: Callable) -> N
                "forward(x, gamma, beta, G, eps)[0], x, dout)")  # fmt: skip
     msgs, errs, tols = [], [], []
     for k in keys:
-        tol = max(tol_for(*got[k]), ftol)
+        tol = max(kit.tol_for(*got[k]), ftol)
         msg, err = _judge(name, k, got[k], refs[k], cases, variants[k], tol, numeric)
         errs.append(err)
         tols.append(tol)
         if msg:
             msgs.append(msg)
     if msgs:
-        fail(name, "\n".join(msgs))
+        kit.fail(name, "\n".join(msgs))
     print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta (max error {max(errs):.1e}, "
           f"tol {max(tols):.0e})")  # fmt: skip

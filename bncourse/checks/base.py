@@ -8,6 +8,7 @@ None, a string, a ragged list, complex values, the wrong shape, NaN or inf) ends
 (a :class:`CheckError`) whose message starts with the checker's name and says what to fix.
 
 - :func:`call` runs student code and turns its exceptions into a :class:`CheckError` with a hint;
+  :func:`forward_first` grades the forward a backward checker needs, blaming it first when it is wrong;
 - :func:`as_array`, :func:`as_number`, :func:`as_tuple` coerce and validate the student's results;
 - :func:`tol_for` is the tolerance for the dtypes returned; :func:`rel_err` the error measure;
 - :func:`match` finds the known-wrong variant a result reproduces; :func:`verdict` builds the message.
@@ -16,7 +17,7 @@ None, a string, a ragged list, complex values, the wrong shape, NaN or inf) ends
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
@@ -31,12 +32,14 @@ __all__ = [
     "as_tuple",
     "call",
     "fail",
+    "forward_first",
     "match",
     "rel_err",
     "tol_for",
     "verdict",
 ]
 
+T = TypeVar("T")
 Variants = list[tuple[str, Callable[[Any], Any]]]  # (hint naming a mistake, the output with that mistake)
 EPS_GUESSES = (1e-5, 1e-8, 1e-3, 1e-6, 1e-4, 1e-7, 1e-2, 1e-1, 1e-9)  # eps values a student may hard-code
 _SHAPE_WORDS = ("broadcast", "shape", "align", "matmul", "reshape")
@@ -50,6 +53,16 @@ class CheckError(AssertionError):
 def fail(name: str, msg: str) -> NoReturn:
     """Raise the :class:`CheckError` ``"{name}: {msg}"``."""
     raise CheckError(f"{name}: {msg}")
+
+
+def forward_first(run: Callable[[], T], name: str, forward_checker: str) -> T:
+    """``run()``, which grades the student's forward for a backward checker ``name``; when the forward is wrong,
+    the :class:`CheckError` says so (the backward cannot be judged) and quotes ``forward_checker``'s message."""
+    try:
+        return run()
+    except AssertionError as e:
+        msg = f"your forward is wrong; fix your forward first (run {forward_checker}).\nIt reports: {e}"
+        raise CheckError(f"{name}: {msg}") from e
 
 
 def call(fn: Callable, name: str, *args: Any, shape_hint: str = "") -> Any:

@@ -24,12 +24,12 @@ import numpy as np
 
 from bncourse.checks.base import (
     EPS_GUESSES,
-    CheckError,
     Variants,
     as_array,
     as_tuple,
     call,
     fail,
+    forward_first,
     rel_err,
     tol_for,
     verdict,
@@ -230,11 +230,8 @@ def check_batchnorm_forward(forward: Callable) -> None:
 
 
 def _check_backward(forward: Callable, backward: Callable, name: str, hint: str) -> None:
-    try:
-        cases, caches, _, ftol = _run_forward(forward, "check_batchnorm_forward")
-    except AssertionError as e:
-        msg = f"{name}: your forward is wrong; fix your forward first (run check_batchnorm_forward).\nIt reports: {e}"
-        raise CheckError(msg) from e
+    fwd = "check_batchnorm_forward"
+    cases, caches, _, ftol = forward_first(lambda: _run_forward(forward, fwd), name, fwd)
     keys = ("dx", "dgamma", "dbeta")
     got: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     refs: dict[str, list[np.ndarray]] = {k: [] for k in keys}

@@ -24,13 +24,13 @@ import numpy as np
 
 from bncourse.checks.base import (
     EPS_GUESSES,
-    CheckError,
     Variants,
     as_array,
     as_number,
     as_tuple,
     call,
     fail,
+    forward_first,
     tol_for,
     verdict,
 )
@@ -234,10 +234,9 @@ def check_spatial_backward(forward: Callable, backward: Callable) -> None:
         AssertionError: naming the likely mistake; a wrong forward is reported first.
     """
     name = "check_spatial_backward"
-    try:
-        cases, caches, ftol = _run_forward(forward, "check_spatial_forward")
-    except AssertionError as e:
-        raise CheckError(f"{name}: fix your forward first (run check_spatial_forward). It reports: {e}") from e
+    cases, caches, ftol = forward_first(
+        lambda: _run_forward(forward, "check_spatial_forward"), name, "check_spatial_forward"
+    )
     got: dict[str, list] = {"dx": [], "dgamma": [], "dbeta": []}
     refs: dict[str, list] = {"dx": [], "dgamma": [], "dbeta": []}
     for c, cache in zip(cases, caches, strict=True):

@@ -110,6 +110,14 @@ _DB_VARIANTS = [
 ]
 
 
+def _grad_of(logistic_grad_fn: Callable, name: str, c: dict) -> tuple[np.ndarray, float]:
+    """The student's ``(dw, db)`` for case ``c``, checked to be an array of w's shape and a number."""
+    res = call(logistic_grad_fn, name, c["w"].copy(), c["b"], c["X"].copy(), c["y"].copy(), shape_hint=_SHAPES)
+    dw, db = as_tuple(res, name, "logistic_grad", "(dw, db)", 2)
+    hint = f"dw must have the shape of w in case {c['label']} (X is (N, D): dw = X.T @ (p - y) / N)"
+    return as_array(dw, name, "dw", c["w"].shape, shape_hint=hint), as_number(db, name, "db")
+
+
 def check_logistic_grad(logistic_grad_fn: Callable) -> None:
     """Check ``logistic_grad(w, b, X, y) -> (dw, db)``, the gradient of the mean logistic loss over a minibatch.
 
@@ -117,12 +125,7 @@ def check_logistic_grad(logistic_grad_fn: Callable) -> None:
         AssertionError: with a hint naming the likely mistake.
     """
     name, cases = "check_logistic_grad", _logistic_cases()
-    outs = []
-    for c in cases:
-        res = call(logistic_grad_fn, name, c["w"].copy(), c["b"], c["X"].copy(), c["y"].copy(), shape_hint=_SHAPES)
-        dw, db = as_tuple(res, name, "logistic_grad", "(dw, db)", 2)
-        hint = f"dw must have the shape of w in case {c['label']} (X is (N, D): dw = X.T @ (p - y) / N)"
-        outs.append((as_array(dw, name, "dw", c["w"].shape, shape_hint=hint), as_number(db, name, "db")))
+    outs = [_grad_of(logistic_grad_fn, name, c) for c in cases]
     refs = [logistic_grad(c["w"], c["b"], c["X"], c["y"]) for c in cases]
     for k, what, variants in ((0, "dw", _DW_VARIANTS), (1, "db", _DB_VARIANTS)):
         hint = "p = sigmoid(X @ w + b); dw = X.T @ (p - y) / N; db = mean(p - y)"
