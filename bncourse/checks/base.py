@@ -11,7 +11,8 @@ None, a string, a ragged list, complex values, the wrong shape, NaN or inf) ends
   :func:`forward_first` grades the forward a backward checker needs, blaming it first when it is wrong;
 - :func:`as_array`, :func:`as_number`, :func:`as_tuple` coerce and validate the student's results;
 - :func:`tol_for` is the tolerance for the dtypes returned; :func:`rel_err` the error measure;
-- :func:`match` finds the known-wrong variant a result reproduces; :func:`verdict` builds the message.
+- :func:`match` finds the known-wrong variant a result reproduces; :func:`verdict` builds the message and
+  :func:`judge` raises it (or returns the largest error).
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ __all__ = [
     "as_number",
     "as_tuple",
     "call",
+    "errors",
     "fail",
+    "judge",
     "forward_first",
     "match",
     "rel_err",
@@ -40,6 +43,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+Scale = Callable[[Any, Any], Any]  # (case, reference) -> the scale errors are measured against
 Variants = list[tuple[str, Callable[[Any], Any]]]  # (hint naming a mistake, the output with that mistake)
 EPS_GUESSES = (1e-5, 1e-8, 1e-3, 1e-6, 1e-4, 1e-7, 1e-2, 1e-1, 1e-9)  # eps values a student may hard-code
 _SHAPE_WORDS = ("broadcast", "shape", "align", "matmul", "reshape")
@@ -204,6 +208,13 @@ def match(
     return None
 
 
+def errors(
+    outs: Sequence[Any], refs: Sequence[Any], cases: Sequence[Any], scale: Scale | None = None, atol: float = 0.0
+) -> list[float]:
+    """:func:`rel_err` of each output against its reference, with ``scale(case, ref)`` when given."""
+    return [rel_err(o, r, scale(c, r) if scale else None, atol) for o, r, c in zip(outs, refs, cases, strict=True)]
+
+
 def verdict(
     what: str,
     outs: Sequence[Any],
@@ -212,7 +223,7 @@ def verdict(
     variants: Variants,
     tol: float,
     *,
-    scales: Sequence[Any] | None = None,
+    scale: Scale | None = None,
     labels: Sequence[str] | None = None,
     hint: str = "",
     atol: float = 0.0,
@@ -220,14 +231,15 @@ def verdict(
 ) -> str | None:
     """None when every output agrees with its reference, else the failure message for ``what``.
 
-    The message names the first variant of ``variants`` that the outputs match (within ``slack * tol``);
-    otherwise it lists the failing cases (``labels``, default each case's ``label``), the largest error and
-    ``hint``, with a pointer at eps when only an eps case or a tiny-variance case fails.
+    Errors are :func:`rel_err` with ``scale(case, ref)`` (default: the largest ``|ref|``). The message names
+    the first variant of ``variants`` that the outputs match (within ``slack * tol``); otherwise it lists the
+    failing cases (``labels``, default each case's ``label``), the largest error and ``hint``, with a pointer
+    at eps when only an eps case or a tiny-variance case fails.
     """
-    scales = scales if scales is not None else [None] * len(cases)
-    errs = [rel_err(o, r, s, atol) for o, r, s in zip(outs, refs, scales, strict=True)]
+    errs = errors(outs, refs, cases, scale, atol)
     if max(errs) <= tol:
         return None
+    scales = [scale(c, r) if scale else None for c, r in zip(cases, refs, strict=True)]
     found = match(outs, cases, variants, slack * tol, scales)
     if found:
         return f"{what} is wrong: {found}"
@@ -246,3 +258,12 @@ def verdict(
         f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {labels[k]}."
         + (f"\nHint: {hint}" if hint else "")
     )
+
+
+def judge(name: str, what: str, outs: Sequence[Any], refs: Sequence[Any], cases: Sequence[Any], variants: Variants,
+          tol: float, **kw: Any) -> float:  # fmt: skip
+    """The largest error of ``outs``, or the :class:`CheckError` of :func:`verdict` (same keywords) when wrong."""
+    msg = verdict(what, outs, refs, cases, variants, tol, **kw)
+    if msg:
+        fail(name, msg)
+    return max(errors(outs, refs, cases, kw.get("scale"), kw.get("atol", 0.0)))

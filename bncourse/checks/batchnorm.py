@@ -17,6 +17,7 @@ fraction of each feature's scale: its largest reference value, or for a gradient
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
@@ -28,8 +29,10 @@ from bncourse.checks.base import (
     as_array,
     as_tuple,
     call,
+    errors,
     fail,
     forward_first,
+    judge,
     rel_err,
     tol_for,
     verdict,
@@ -190,14 +193,6 @@ def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
     return np.abs(ref).max(axis=0)
 
 
-def _judge(
-    key: str, outs: list, refs: list, cases: list[_Case], variants: Variants, tol: float, hint: str
-) -> str | None:
-    """None when right, else the message for output ``key`` (see :func:`bncourse.checks.base.verdict`)."""
-    scales = [_scale(key, c, r) for c, r in zip(cases, refs, strict=True)]
-    return verdict(key, outs, refs, cases, variants, tol, scales=scales, hint=hint)
-
-
 def _run_forward(forward: Callable, name: str) -> tuple[list[_Case], list[Any], float, float]:
     """Run and grade the student's forward: (cases, caches, max error, tolerance), or an AssertionError."""
     cases, outs, caches = _cases(), [], []
@@ -208,10 +203,7 @@ def _run_forward(forward: Callable, name: str) -> tuple[list[_Case], list[Any], 
         caches.append(cache)
     tol = tol_for(*outs)
     refs = [batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[0] for c in cases]
-    msg = _judge("out", outs, refs, cases, _FORWARD_VARIANTS, tol, _FWD_HINT)
-    if msg:
-        fail(name, msg)
-    err = max(rel_err(o, r, _scale("out", c, r)) for o, r, c in zip(outs, refs, cases, strict=True))
+    err = judge(name, "out", outs, refs, cases, _FORWARD_VARIANTS, tol, scale=partial(_scale, "out"), hint=_FWD_HINT)
     return cases, caches, err, tol
 
 
@@ -244,9 +236,11 @@ def _check_backward(forward: Callable, backward: Callable, name: str, hint: str)
             refs[k].append(r)
     tols = {k: max(tol_for(*got[k]), ftol) for k in keys}  # loose if the forward or this output is float32
     variants = {"dx": _DX_VARIANTS, "dgamma": _DGAMMA_VARIANTS, "dbeta": _DBETA_VARIANTS}
-    msgs = {k: _judge(k, got[k], refs[k], cases, variants[k], tols[k], hint) for k in keys}
+    msgs = {
+        k: verdict(k, got[k], refs[k], cases, variants[k], tols[k], scale=partial(_scale, k), hint=hint) for k in keys
+    }
     if not any(msgs.values()):
-        errs = [rel_err(o, r, _scale(k, c, r)) for k in keys for o, r, c in zip(got[k], refs[k], cases, strict=True)]
+        errs = [e for k in keys for e in errors(got[k], refs[k], cases, partial(_scale, k))]
         err, tol = max(errs), max(tols.values())
         print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta (max rel error {err:.1e}, tol {tol:.0e})")
         return

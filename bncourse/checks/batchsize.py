@@ -16,18 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, rel_err, tol_for, verdict
+from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, judge, tol_for
 
 __all__ = ["check_batch_renorm", "check_combine_moments", "check_ghost_batchnorm", "check_sync_stats"]
 
 
-def _grade(name: str, what: str, outs: list, cases: list, refs: list, variants: Variants, hint: str) -> float:
-    """The largest error of ``outs`` (each column as a fraction of its scale), or the failure message."""
-    scales = [np.abs(r).max(axis=0) if np.ndim(r) == 2 else None for r in refs]
-    msg = verdict(what, outs, refs, cases, variants, tol_for(*outs), scales=scales, hint=hint)
-    if msg:
-        fail(name, msg)
-    return max(rel_err(o, r, s) for o, r, s in zip(outs, refs, scales, strict=True))
+def _columns(c: dict, ref: Any) -> Any:
+    """Errors are measured per column (as a fraction of its largest |ref|) for (N, D) outputs."""
+    return np.abs(ref).max(axis=0) if np.ndim(ref) == 2 else None
 
 
 # ------------------------------------------------------------------------------------ 1. Ghost BN forward
@@ -99,7 +95,8 @@ def check_ghost_batchnorm(ghost_batchnorm_forward: Callable) -> None:
                        "ghost batch missing?")  # fmt: skip
         outs.append(as_array(out, name, "out", c["x"].shape))
     hint = "split x into x[i:i + v], normalise each with its mean and biased variance, then gamma * x_hat + beta"
-    err = _grade(name, "out", outs, cases, [_ghost(c) for c in cases], _GHOST_VARIANTS, hint)
+    err = judge(name, "out", outs, [_ghost(c) for c in cases], cases, _GHOST_VARIANTS, tol_for(*outs), scale=_columns,
+                hint=hint)  # fmt: skip
     print(f"{name}: all {len(cases)} cases passed (max error {err:.1e})")
 
 
@@ -211,7 +208,7 @@ def check_batch_renorm(batch_renorm_forward: Callable) -> None:
             "detached; out = gamma * ((x - mu_B) / sigma_B * r + d) + beta")  # fmt: skip
     for k in ("r", "d", "out", "dx", "dgamma", "dbeta"):
         variants = [(h, lambda c, kw=kw, k=k: _brn(c, **kw)[k]) for h, kw in _BRN_VARIANTS]
-        _grade(name, k, got[k], cases, [ref[k] for ref in refs], variants, hint)
+        judge(name, k, got[k], [ref[k] for ref in refs], cases, variants, tol_for(*got[k]), scale=_columns, hint=hint)
     print(f"{name}: all {len(cases)} cases passed for out, r, d and their gradients")
 
 
@@ -261,7 +258,8 @@ def _check_stats(fn: Callable, name: str, inputs: Callable[[dict], tuple], hint:
         res = as_tuple(call(fn, name, *inputs(c)), name, name[6:], "(mean, var)", 2)
         for k, v in zip(("mean", "var"), res, strict=True):
             outs[k].append(as_array(v, name, k, (c["x"].shape[1],)))
-    errs = [_grade(name, k, outs[k], cases, [c[k] for c in cases], _common_variants(k), hint) for k in ("mean", "var")]
+    errs = [judge(name, k, outs[k], [c[k] for c in cases], cases, _common_variants(k), tol_for(*outs[k]),
+                  scale=_columns, hint=hint) for k in ("mean", "var")]  # fmt: skip
     print(f"{name}: all {len(cases)} cases passed (max error {max(errs):.1e})")
 
 

@@ -17,6 +17,7 @@ the dtype returned (1e-7 for float64, 1e-3 otherwise), as a fraction of each cha
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
@@ -31,6 +32,7 @@ from bncourse.checks.base import (
     call,
     fail,
     forward_first,
+    judge,
     tol_for,
     verdict,
 )
@@ -192,12 +194,6 @@ def _out(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
     return as_array(v, name, what, shape, shape_hint=_shape_hint(what, shape))
 
 
-def _verdict(key: str, outs: list, refs: list, cases: list[_Case], variants: Variants, tol: float) -> str | None:
-    """None when right, else a message naming the matching wrong variant or the failing cases."""
-    scales = [_scale(key, c, r) for c, r in zip(cases, refs, strict=True)]
-    return verdict(key, outs, refs, cases, variants, tol, scales=scales, hint=_DX if key == "dx" else _RIGHT)
-
-
 def _run_forward(forward: Callable, name: str, extra: tuple = (), what: str = "forward") -> tuple[list, list, float]:
     cases, outs, caches = _cases(), [], []
     for c in cases:
@@ -211,9 +207,7 @@ def _run_forward(forward: Callable, name: str, extra: tuple = (), what: str = "f
     refs = [batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[0] for c in cases]
     variants = _FORWARD + [("channels moved last but not moved back: after the 2-D batchnorm, reshape to "
                             "(N, H, W, C) and transpose(0, 3, 1, 2)", lambda c: _reshaped(c, True, False))]  # fmt: skip
-    msg = _verdict("out", outs, refs, cases, variants, tol)
-    if msg:
-        fail(name, msg)
+    judge(name, "out", outs, refs, cases, variants, tol, scale=partial(_scale, "out"), hint=_RIGHT)
     return cases, caches, tol
 
 
@@ -247,7 +241,8 @@ def check_spatial_backward(forward: Callable, backward: Callable) -> None:
             got[k].append(_out(v, name, k, r.shape))
             refs[k].append(r)
     variants = {"dx": _DXV, "dgamma": _DGV, "dbeta": _DBV}
-    msgs = [_verdict(k, got[k], refs[k], cases, variants[k], max(tol_for(*got[k]), ftol)) for k in got]
+    msgs = [verdict(k, got[k], refs[k], cases, variants[k], max(tol_for(*got[k]), ftol), scale=partial(_scale, k),
+                    hint=_DX if k == "dx" else _RIGHT) for k in got]  # fmt: skip
     if any(msgs):
         fail(name, "\n".join(m for m in msgs if m))
     print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta")

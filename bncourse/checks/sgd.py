@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bncourse.checks.base import Variants, as_array, as_number, as_tuple, call, fail, verdict
+from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, judge
 
 __all__ = [
     "check_epoch_batches",
@@ -49,13 +49,7 @@ def logistic_grad(w: np.ndarray, b: float, X: np.ndarray, y: np.ndarray) -> tupl
 
 
 _SHAPES = "X is (N, D), w is (D,); the gradient of w is X.T @ (p - y) / N, shape (D,)"
-
-
-def _fail(name: str, what: str, outs: list, refs: list, cases: list, variants: Variants, hint: str) -> None:
-    """Raise the failure message for ``what`` unless every output agrees with its reference."""
-    msg = verdict(what, outs, refs, cases, variants, _TOL, hint=hint, atol=1e-12, slack=10.0)
-    if msg:
-        fail(name, msg)
+_EXACT = {"atol": 1e-12, "slack": 10.0}  # float64 cases of order 1: exact up to rounding
 
 
 def _sig(z):
@@ -129,7 +123,7 @@ def check_logistic_grad(logistic_grad_fn: Callable) -> None:
     refs = [logistic_grad(c["w"], c["b"], c["X"], c["y"]) for c in cases]
     for k, what, variants in ((0, "dw", _DW_VARIANTS), (1, "db", _DB_VARIANTS)):
         hint = "p = sigmoid(X @ w + b); dw = X.T @ (p - y) / N; db = mean(p - y)"
-        _fail(name, what, [o[k] for o in outs], [r[k] for r in refs], cases, variants, hint)
+        judge(name, what, [o[k] for o in outs], [r[k] for r in refs], cases, variants, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {len(cases)} cases passed (dw and db, N = 1 to 32)")
 
 
@@ -275,7 +269,7 @@ def check_sgd_epoch(sgd_epoch: Callable) -> None:
         outs.append(np.append(w.astype(np.float64), as_number(b, name, "b")))
     refs = [_run(c) for c in cases]
     hint = "for idx in batches: dw, db = grad_fn(w, b, X[idx], y[idx]); w = w - lr * dw; b = b - lr * db"
-    _fail(name, "(w, b) after one epoch", outs, refs, cases, _SGD_VARIANTS, hint)
+    judge(name, "(w, b) after one epoch", outs, refs, cases, _SGD_VARIANTS, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {len(cases)} cases passed (one step per batch, lr * mean gradient)")
 
 
@@ -333,7 +327,7 @@ def check_gradient_variance(gradient_variance: Callable) -> None:
             refs = [c["grads"].var(axis=0, ddof=1).sum() for c in cases]
         what = "the estimate with full_grad given" if known else "the estimate without full_grad"
         hint = "sum over coordinates of each coordinate's variance across the R rows"
-        _fail(name, what, outs, refs, cases, variants, hint)
+        judge(name, what, outs, refs, cases, variants, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {2 * len(cases)} cases passed (unbiased with an estimated mean, divide by R with a known one)")
 
 
@@ -383,5 +377,5 @@ def check_minibatch_variance(minibatch_variance: Callable) -> None:
     refs = [_tr(c) / c["N"] * _fpc(c) for c in cases]
     hint = ("tr(Sigma) / N, times (n - N) / (n - 1) without replacement; tr(Sigma) = sum of per-coordinate "
             "variances of the n rows (divide by n)")  # fmt: skip
-    _fail(name, "the prediction", outs, refs, cases, _MB_VARIANTS, hint)
+    judge(name, "the prediction", outs, refs, cases, _MB_VARIANTS, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {len(cases)} cases passed (with and without replacement, N = 1 to n)")
