@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks.base import as_array, as_number, as_tuple, call, match, rel_err
+from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, match, rel_err
 
 __all__ = ["check_gradient_change", "check_noisy_bn", "check_saturated_fraction", "check_zca_whitening"]
 
@@ -69,9 +69,10 @@ def check_saturated_fraction(saturated_fraction: Callable[[np.ndarray, float], A
              (np.abs(z) > 4.0).mean()),
         ]  # fmt: skip
         hint = _first_match(got, variants)
-        raise AssertionError(
-            f"{name}: wrong for {label}: got {got:.6g}, expected {ref:.6g}. "
-            + (f"Hint: {hint}" if hint else "Hint: count the entries with np.abs(z) > threshold and divide by z.size")
+        fail(
+            name,
+            f"wrong for {label}: got {got:.6g}, expected {ref:.6g}. "
+            + (f"Hint: {hint}" if hint else "Hint: count the entries with np.abs(z) > threshold and divide by z.size"),
         )
     print(f"{name}: all {len(_saturation_cases())} cases passed")
 
@@ -144,9 +145,10 @@ def check_gradient_change(gradient_change: Callable[[list, list], Any]) -> None:
         if rel_err(got, ref) <= 1e-6:
             continue
         hint = _first_match(got, _ics_variants(g, h))
-        raise AssertionError(
-            f"{name}: wrong for {label}: got (l2, cos) = ({got[0]:.6g}, {got[1]:.6g}), expected "
-            f"({ref[0]:.6g}, {ref[1]:.6g}). Hint: " + (hint or flat)
+        fail(
+            name,
+            f"wrong for {label}: got (l2, cos) = ({got[0]:.6g}, {got[1]:.6g}), expected "
+            f"({ref[0]:.6g}, {ref[1]:.6g}). Hint: " + (hint or flat),
         )
     print(f"{name}: all {len(cases)} cases passed")
 
@@ -212,9 +214,10 @@ def check_zca_whitening(zca_whitening_matrix: Callable[[np.ndarray, float], Any]
             white = (xc @ w).T @ (xc @ w) / len(x)
             if np.abs(white - np.eye(d)).max() < 1e-3 and np.abs(w - w.T).max() > 1e-8 * scale:
                 hint = "your W whitens x but is not symmetric (Cholesky or PCA whitening?): ZCA is U diag(...) U^T"
-        raise AssertionError(
-            f"{name}: W is wrong for {label} (max error {np.abs(w - ref).max():.2e}). Hint: "
-            + (hint or "lam, U = np.linalg.eigh(xc.T @ xc / N); W = U @ np.diag(1 / np.sqrt(lam + eps)) @ U.T")
+        fail(
+            name,
+            f"W is wrong for {label} (max error {np.abs(w - ref).max():.2e}). Hint: "
+            + (hint or "lam, U = np.linalg.eigh(xc.T @ xc / N); W = U @ np.diag(1 / np.sqrt(lam + eps)) @ U.T"),
         )
     print(f"{name}: all {len(cases)} cases passed")
 
@@ -257,9 +260,10 @@ def _run(fn: Callable, name: str, params: tuple[float, ...], seed: int) -> tuple
         out = out.astype(np.float64)
         s, m, resid = _fit(y, out)
         if resid > 1e-6:
-            raise AssertionError(
-                f"{name}: the output is not s * y + m with one s and one m per unit (column): the noise must be "
-                "the same for every example of the batch within a step. Draw m and s with size=D, not size=y.shape"
+            fail(
+                name,
+                "the output is not s * y + m with one s and one m per unit (column): the noise must be "
+                "the same for every example of the batch within a step. Draw m and s with size=D, not size=y.shape",
             )
         scales.append(s)
         shifts.append(m)
@@ -322,8 +326,8 @@ def check_noisy_bn(noisy_bn: Callable[..., Any]) -> None:
         if hint is not None and default_ok:
             hint = f"right for the default noise, wrong for other values: use the arguments, not fixed numbers ({hint})"
         if hint is not None:
-            raise AssertionError(f"{name}: wrong with {label}: {hint}")
+            fail(name, f"wrong with {label}: {hint}")
     again = _run(noisy_bn, name, _CASES[0][1], seed=10)
     if not np.array_equal(again[0], _run(noisy_bn, name, _CASES[0][1], seed=10)[0]):
-        raise AssertionError(f"{name}: two runs with the same seeded rng differ: draw every random number from rng")
+        fail(name, "two runs with the same seeded rng differ: draw every random number from rng")
     print(f"{name}: the noise has the right structure and statistics over {_CALLS} calls, for {len(_CASES)} settings")

@@ -300,7 +300,7 @@ def check_recalibrate(recalibrate: Callable) -> None:
         momenta = [bn.momentum for bn in bn_layers(model)]
         call(recalibrate, f"{name}: recalibrate", model, [x.clone() for x in c.batches])
         if not all(torch.equal(p, q) for p, q in zip(params, model.parameters(), strict=True)):
-            raise AssertionError(f"{name} ({c.label}): the weights changed: recalibration only re-estimates the BN "
+            fail(f"{name} ({c.label})", "the weights changed: recalibration only re-estimates the BN "
                                  "statistics (no optimizer step; run the batches under torch.no_grad())")  # fmt: skip
         got = _stats(model)
         refs = {
@@ -323,13 +323,13 @@ def check_recalibrate(recalibrate: Callable) -> None:
                         "BN stores with momentum=None), not the biased ones or standard deviations")  # fmt: skip
             errs = f"max error: mean {rel_err(got[0], ref[0]):.1e}, var {rel_err(got[1], ref[1]):.1e}"
             hint = hint or "reset, set momentum=None, run every batch in train mode"
-            raise AssertionError(f"{name} ({c.label}): the running statistics are wrong ({errs}).\nHint: {hint}")
+            fail(f"{name} ({c.label})", f"the running statistics are wrong ({errs}).\nHint: {hint}")
         after = [bn.momentum for bn in bn_layers(model)]
         if after != momenta:
-            raise AssertionError(f"{name} ({c.label}): the BN momenta are {after} after your function, not "
+            fail(f"{name} ({c.label})", f"the BN momenta are {after} after your function, not "
                                  f"{momenta}: restore each layer's own momentum, or later training would average "
                                  "cumulatively")  # fmt: skip
         if any(m.training for m in model.modules()):
-            raise AssertionError(f"{name} ({c.label}): the model is left in train mode: end with model.eval(), so "
+            fail(f"{name} ({c.label})", "the model is left in train mode: end with model.eval(), so "
                                  "that inference uses the new statistics")  # fmt: skip
     print(f"{name}: both models passed ({' / '.join(ok)} statistics), weights, momenta and eval mode as expected")

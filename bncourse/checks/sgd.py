@@ -156,42 +156,45 @@ def check_epoch_batches(epoch_batches: Callable) -> None:
         sizes = [len(i) for i in batches]
         want = [size] * (n // size) + ([n % size] if n % size else [])
         if len(np.unique(flat)) < len(flat):
-            raise AssertionError(
-                f"{name}: an example appears twice in one epoch (n={n}, batch_size={size}): sample "
+            fail(
+                name,
+                f"an example appears twice in one epoch (n={n}, batch_size={size}): sample "
                 "without replacement, e.g. split rng.permutation(n) into consecutive chunks; "
-                "rng.integers or rng.choice(..., replace=True) reuse examples"
+                "rng.integers or rng.choice(..., replace=True) reuse examples",
             )
         if len(flat) < n:
             drop = " Did you drop the last, smaller batch? Keep it." if len(flat) == n - n % size else ""
-            raise AssertionError(
-                f"{name}: {n - len(flat)} of the n={n} examples are never used (batch_size={size})." + drop
-            )
+            fail(name, f"{n - len(flat)} of the n={n} examples are never used (batch_size={size})." + drop)
         if flat.min() < 0 or flat.max() >= n:
-            raise AssertionError(f"{name}: indices must lie in 0..n-1 (n={n}); got {flat.min()}..{flat.max()}")
+            fail(name, f"indices must lie in 0..n-1 (n={n}); got {flat.min()}..{flat.max()}")
         if sizes != want:
-            raise AssertionError(
-                f"{name}: batch sizes {sizes} for n={n}, batch_size={size}; expected {want} "
-                "(full batches, then one smaller batch with the remainder)"
+            fail(
+                name,
+                f"batch sizes {sizes} for n={n}, batch_size={size}; expected {want} "
+                "(full batches, then one smaller batch with the remainder)",
             )
         if n > 10 and np.array_equal(flat, np.arange(n)):
-            raise AssertionError(f"{name}: the examples come in their stored order 0, 1, 2, ...: shuffle them")
+            fail(name, "the examples come in their stored order 0, 1, 2, ...: shuffle them")
         if n > 10 and all(np.array_equal(np.sort(i), np.arange(i.min(), i.max() + 1)) for i in batches):
-            raise AssertionError(
-                f"{name}: every batch is a block of consecutive examples, only the batch order is "
-                "shuffled; shuffle the examples themselves: rng.permutation(n)"
+            fail(
+                name,
+                "every batch is a block of consecutive examples, only the batch order is "
+                "shuffled; shuffle the examples themselves: rng.permutation(n)",
             )
     one, two = (_batches(epoch_batches, name, 100, 10, np.random.default_rng(5)) for _ in range(2))
     if not all(np.array_equal(a, b) for a, b in zip(one, two, strict=True)):
-        raise AssertionError(
-            f"{name}: two generators with the same seed gave different batches: draw from the rng "
-            "argument (rng.permutation), not from np.random.* or a new generator"
+        fail(
+            name,
+            "two generators with the same seed gave different batches: draw from the rng "
+            "argument (rng.permutation), not from np.random.* or a new generator",
         )
     rng = np.random.default_rng(6)
     a, b = (np.concatenate(_batches(epoch_batches, name, 100, 10, rng)) for _ in range(2))
     if np.array_equal(a, b):
-        raise AssertionError(
-            f"{name}: two epochs drawn from one generator have the same order: do not reseed inside "
-            "the function; each epoch needs a fresh permutation"
+        fail(
+            name,
+            "two epochs drawn from one generator have the same order: do not reseed inside "
+            "the function; each epoch needs a fresh permutation",
         )
     print(f"{name}: all checks passed (every example once per epoch, batch sizes, random order, uses rng)")
 
