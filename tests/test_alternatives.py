@@ -15,7 +15,7 @@ from matplotlib import pyplot as plt
 from torch import nn
 
 from bncourse import reproduce, widgets
-from bncourse.checks.groupnorm import (
+from bncourse.checks.alternatives import (
     check_layernorm_forward,
     check_spatial_groupnorm_backward,
     check_spatial_groupnorm_forward,
@@ -395,7 +395,7 @@ def test_groupnorm_backward_checker_names_mistakes(kind, match):
 
 
 def test_groupnorm_backward_checker_reports_a_wrong_forward_first():
-    _raises(check_spatial_groupnorm_backward, _gn_variant("batch"), gn_back_ok, match="fix it first")
+    _raises(check_spatial_groupnorm_backward, _gn_variant("batch"), gn_back_ok, match="fix your forward first")
 
 
 def test_checker_wraps_student_exceptions():

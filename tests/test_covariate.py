@@ -12,8 +12,12 @@ import torch
 from matplotlib import pyplot as plt
 
 from bncourse import reproduce, widgets
-from bncourse.checks.covariate import check_gradient_change, check_saturated_fraction, check_zca_whitening
-from bncourse.checks.noisy_bn import check_noisy_bn
+from bncourse.checks.covariate_shift import (
+    check_gradient_change,
+    check_noisy_bn,
+    check_saturated_fraction,
+    check_zca_whitening,
+)
 from bncourse.experiments import covariate as ecov
 from bncourse.experiments import critique as ecrit
 from bncourse.experiments import critique_nets as nets

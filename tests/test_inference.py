@@ -423,7 +423,7 @@ WRONG_FOLDS = {
     "wrong_shape": (lambda w, b, g, be, rm, rv, eps: (w.T, b), r"W_f has the wrong shape"),
     "two_mistakes": (
         _fold_with(lambda w, g, s, rv, e: (g / np.sqrt(rv))[:, None] * w, lambda b, g, be, rm, s, rv: g / s * b + be),
-        r"(?s)W_f: eps is missing.*b_f: the running mean is not subtracted",
+        r"(?s)W_f is wrong: eps is missing.*b_f is wrong: the running mean is not subtracted",
     ),
 }
 

@@ -16,7 +16,7 @@ from torch.func import functional_call, grad, vmap
 from bncourse import data as bdata
 from bncourse import reproduce, widgets
 from bncourse.checks import sgd as checks
-from bncourse.checks import sgd_variance as variance_checks
+from bncourse.checks import sgd as variance_checks
 from bncourse.experiments import sgd as exp1
 from bncourse.experiments import sgd_sensitivity as sens1
 from bncourse.models import MLP

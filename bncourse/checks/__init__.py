@@ -1,15 +1,74 @@
-"""Exercise checkers, one module per topic. Each raises ``AssertionError`` with a hint naming the likely
-mistake, and prints one line when the student's code is right.
+"""Exercise checkers, one module per exercise notebook (``book/exercises/NN_<slug>_exercises.md``), all built
+on the kit in :mod:`bncourse.checks.base`. Each checker raises ``AssertionError`` with a hint naming the likely
+mistake (also when the student's code raises, or returns None, a string, a ragged list, complex values, the
+wrong shape, NaN or inf), and prints one line when the student's code is right.
 
-- :mod:`bncourse.checks.sgd`, :mod:`bncourse.checks.sgd_variance` - chapter 1;
-- :mod:`bncourse.checks.covariate`, :mod:`bncourse.checks.noisy_bn` - chapter 2;
+- :mod:`bncourse.checks.sgd` - chapter 1: minibatch gradient, epochs, SGD, the gradient's variance;
+- :mod:`bncourse.checks.covariate_shift` - chapter 2: saturation, the ICS measure, noisy BN, ZCA whitening;
 - :mod:`bncourse.checks.batchnorm` - chapter 3: BN forward, staged backward, compact backward;
-- :mod:`bncourse.checks.inference` - chapter 4; :mod:`bncourse.checks.spatial` - chapter 5;
-- :mod:`bncourse.checks.batchsize` - chapter 6; :mod:`bncourse.checks.groupnorm` - chapter 7.
+- :mod:`bncourse.checks.inference` - chapter 4: running statistics, folding, recalibration;
+- :mod:`bncourse.checks.conv` - chapter 5: spatial BN forward and backward, via 2-D BN, the conv bias;
+- :mod:`bncourse.checks.batchsize` - chapter 6: Ghost BN, Batch Renorm, SyncBN's statistics;
+- :mod:`bncourse.checks.alternatives` - chapter 7: Layer Norm, Group Norm forward and backward.
 
-Exercise notebooks import the module of their chapter; chapter 3's checkers are also re-exported here.
+Every checker is also importable from here: ``from bncourse.checks import check_batchnorm_forward``.
 """
 
+from bncourse.checks.alternatives import (
+    check_layernorm_forward,
+    check_spatial_groupnorm_backward,
+    check_spatial_groupnorm_forward,
+)
 from bncourse.checks.batchnorm import check_batchnorm_backward, check_batchnorm_backward_alt, check_batchnorm_forward
+from bncourse.checks.batchsize import check_batch_renorm, check_combine_moments, check_ghost_batchnorm, check_sync_stats
+from bncourse.checks.conv import (
+    check_fold_conv_bias,
+    check_spatial_backward,
+    check_spatial_forward,
+    check_spatial_via_2d,
+)
+from bncourse.checks.covariate_shift import (
+    check_gradient_change,
+    check_noisy_bn,
+    check_saturated_fraction,
+    check_zca_whitening,
+)
+from bncourse.checks.inference import check_fold_linear_bn, check_recalibrate, check_running_update
+from bncourse.checks.sgd import (
+    check_epoch_batches,
+    check_gradient_variance,
+    check_logistic_grad,
+    check_minibatch_variance,
+    check_sgd_epoch,
+    logistic_grad,
+)
 
-__all__ = ["check_batchnorm_backward", "check_batchnorm_backward_alt", "check_batchnorm_forward"]
+__all__ = [
+    "check_batch_renorm",
+    "check_batchnorm_backward",
+    "check_batchnorm_backward_alt",
+    "check_batchnorm_forward",
+    "check_combine_moments",
+    "check_epoch_batches",
+    "check_fold_conv_bias",
+    "check_fold_linear_bn",
+    "check_ghost_batchnorm",
+    "check_gradient_change",
+    "check_gradient_variance",
+    "check_layernorm_forward",
+    "check_logistic_grad",
+    "check_minibatch_variance",
+    "check_noisy_bn",
+    "check_recalibrate",
+    "check_running_update",
+    "check_saturated_fraction",
+    "check_sgd_epoch",
+    "check_spatial_backward",
+    "check_spatial_forward",
+    "check_spatial_groupnorm_backward",
+    "check_spatial_groupnorm_forward",
+    "check_spatial_via_2d",
+    "check_sync_stats",
+    "check_zca_whitening",
+    "logistic_grad",
+]

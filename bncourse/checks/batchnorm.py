@@ -17,18 +17,32 @@ fraction of each feature's scale: its largest reference value, or for a gradient
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
 import numpy as np
 
-from bncourse.gradcheck import rel_error
+from bncourse.checks.base import (
+    EPS_GUESSES,
+    Variants,
+    as_array,
+    as_tuple,
+    call,
+    errors,
+    fail,
+    forward_first,
+    judge,
+    rel_err,
+    tol_for,
+    verdict,
+)
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
 __all__ = ["check_batchnorm_backward", "check_batchnorm_backward_alt", "check_batchnorm_forward"]
 
 _TINY_STD = 1e-3  # one feature this narrow: sqrt(var) and sqrt(var + eps) differ by a factor of 3
-_EPS_GUESSES = (1e-5, 1e-8, 1e-3, 1e-6, 1e-4, 1e-7, 1e-2, 1e-1, 1e-9)  # values a student may hard-code
+_BCAST = "reduce over axis=0, the batch, and broadcast (D,) or keepdims=True shapes"
 _FWD_HINT = (
     "check each step: mu and var over axis=0 (biased var), x_hat = (x - mu) / sqrt(var + eps), "
     "out = gamma * x_hat + beta"
@@ -86,15 +100,14 @@ def _dx(c: _Case, a: Any, b: Any) -> np.ndarray:
     return c.gamma / c.std * (c.dout - a - c.xh * b)
 
 
-_Variants = list[tuple[str, Callable[[_Case], np.ndarray]]]  # (hint naming the mistake, output with that mistake)
-_FORWARD_VARIANTS: _Variants = [
+_FORWARD_VARIANTS: Variants = [
     ("mean and var over the wrong axis: you normalised each example over its features (axis=1); BN normalises "
      "each feature over the batch (axis=0)", lambda c: _gb(c, _bn(c, axis=1))),
     ("mean and var over the whole array (no axis); BN needs one mean and var per feature: axis=0",
      lambda c: _gb(c, _bn(c, axis=None))),
     ("eps is missing (or far too small): use sqrt(var + eps)", lambda c: _gb(c, _bn(c, eps=0.0))),
     *[(f"eps is ignored: your out matches eps = {e:g} hard-coded, whatever eps is passed; use the eps argument",
-       lambda c, e=e: _gb(c, _bn(c, eps=e))) for e in _EPS_GUESSES],
+       lambda c, e=e: _gb(c, _bn(c, eps=e))) for e in EPS_GUESSES],
     ("eps added outside the square root (sqrt(var) + eps); it belongs inside: sqrt(var + eps)",
      lambda c: _gb(c, _bn(c, std="outside"))),
     ("divided by the variance instead of the standard deviation: take the sqrt, x_hat = (x - mu) / sqrt(var + eps)",
@@ -108,7 +121,7 @@ _FORWARD_VARIANTS: _Variants = [
     ("the mean is not subtracted: x_hat = (x - mu) / sqrt(var + eps)", lambda c: _gb(c, c.x / c.std)),
     ("x - mu is not divided by sqrt(var + eps)", lambda c: _gb(c, c.xc)),
 ]  # fmt: skip
-_DX_VARIANTS: _Variants = [
+_DX_VARIANTS: Variants = [
     ("gamma left out of dx: dx_hat = dout * gamma", lambda c: _dx(c, c.md, c.mdx) / c.gamma),
     ("dx treats mu and var as constants (dx = gamma * dout / std); they depend on x: add the mean and "
      "variance paths", lambda c: _dx(c, 0.0, 0.0)),
@@ -134,7 +147,7 @@ _DX_VARIANTS: _Variants = [
     ("dx has the sign of the variance path wrong: it is - x_hat * mean(dout * x_hat)", lambda c: _dx(c, c.md, -c.mdx)),
 ]  # fmt: skip
 _DG = "dgamma = sum(dout * x_hat, axis=0)"
-_DGAMMA_VARIANTS: _Variants = [
+_DGAMMA_VARIANTS: Variants = [
     (f"dgamma uses x instead of x_hat: {_DG}", lambda c: (c.dout * c.x).sum(0)),
     (f"dgamma uses x - mu instead of x_hat: {_DG}", lambda c: (c.dout * c.xc).sum(0)),
     (f"dgamma takes the mean over the batch instead of the sum: {_DG}", lambda c: (c.dout * c.xh).mean(0)),
@@ -142,128 +155,56 @@ _DGAMMA_VARIANTS: _Variants = [
     (f"dgamma is multiplied by gamma: {_DG}", lambda c: (c.dout * c.xh * c.gamma).sum(0)),
     (f"dgamma is missing the x_hat factor: {_DG}", lambda c: c.dout.sum(0)),
 ]
-_DBETA_VARIANTS: _Variants = [
+_DBETA_VARIANTS: Variants = [
     ("dbeta takes the mean over the batch instead of the sum: dbeta = sum(dout, axis=0)", lambda c: c.dout.mean(0)),
     ("dbeta is multiplied by gamma: dbeta = sum(dout, axis=0)", lambda c: (c.dout * c.gamma).sum(0)),
     ("dbeta is multiplied by x_hat (that is dgamma): dbeta = sum(dout, axis=0)", lambda c: (c.dout * c.xh).sum(0)),
 ]
 
 
-def _err(a: np.ndarray, ref: np.ndarray, scale: np.ndarray | None = None) -> float:
-    """Largest |a - ref| as a fraction of the scale (default: each column's largest |ref|, or the largest |ref|)."""
-    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    if scale is None:
-        scale = np.abs(ref).max(axis=0) if ref.ndim == 2 else np.abs(ref).max()
-    with np.errstate(all="ignore"):
-        e = np.max(np.abs(a - ref) / np.maximum(scale, max(1e-12, 1e-8 * np.abs(ref).max())))
-    return float(e) if np.isfinite(e) else np.inf
+def _shape_hint(what: str, shape: tuple[int, ...]) -> Callable[[tuple[int, ...]], str]:
+    """What a wrong shape of ``what`` (expected ``shape``: (N, D) or (D,)) suggests."""
 
-
-def _tol(*arrays: np.ndarray) -> float:
-    """1e-7 when every array is float64 (or wider), else 1e-3 (a float32 computation)."""
-    wide = all(np.issubdtype(a.dtype, np.floating) and np.finfo(a.dtype).eps < 1e-15 for a in arrays)
-    return 1e-7 if wide else 1e-3
-
-
-def _call(fn: Callable, name: str, *args: Any) -> Any:
-    """Call student code; re-raise anything it raises as an AssertionError, chained to the original."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        hint = ""
-        if isinstance(e, ValueError) and "broadcast" in str(e):
-            hint = " (a shape mismatch: reduce over axis=0, the batch, and broadcast (D,) or keepdims=True shapes)"
-        elif isinstance(e, NotImplementedError):
-            hint = " (the exercise is not filled in yet)"
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
-
-
-def _tuple(res: Any, name: str, fn: str, names: str, n: int) -> tuple:
-    """The student's result, checked to be a tuple of ``n`` items."""
-    if not isinstance(res, tuple) or len(res) != n:
-        got = f"a tuple of length {len(res)}" if isinstance(res, tuple) else type(res).__name__
-        raise AssertionError(f"{name}: {fn} must return a tuple {names}; got {got}. End it with `return {names[1:-1]}`")
-    return res
-
-
-def _array(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The student's output as an array of the expected shape, without NaN, or an AssertionError saying why not."""
-    if v is None:
-        raise AssertionError(f"{name}: {what} is None: fill in the exercise (compute {what} and return it)")
-    a = np.asarray(v)
-    if a.shape != shape:
+    def hint(got: tuple[int, ...]) -> str:
         n, d = shape if len(shape) == 2 else (None, shape[0])
-        hint = f"{what} must have the shape of x, (N, D)" if n else f"{what} must have the shape of gamma, (D,)"
-        if not n and a.shape in ((1, d), (d, 1)):
-            hint = f"{what} must be 1-D: reduce over axis=0 without keepdims=True"
-        elif not n and a.ndim >= 1 and a.shape[0] != d:
-            hint = f"{what} must be reduced over axis=0 (the batch of N examples), not axis=1 (the D features)"
-        elif n and a.shape in ((d,), (1, d)):
-            hint += "; it looks reduced over the batch"
-        raise AssertionError(f"{name}: {what} has the wrong shape: expected {shape}, got {a.shape}; {hint}")
-    if not np.issubdtype(a.dtype, np.floating):
-        a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise AssertionError(f"{name}: {what} contains NaN or inf: a division by zero? eps goes in sqrt(var + eps)")
-    return a
+        if not n and got in ((1, d), (d, 1)):
+            return f"{what} must be 1-D: reduce over axis=0 without keepdims=True"
+        if not n and len(got) >= 1 and got[0] != d:
+            return f"{what} must be reduced over axis=0 (the batch of N examples), not axis=1 (the D features)"
+        if n:
+            return f"{what} must have the shape of x, (N, D)" + (
+                "; it looks reduced over the batch" if got in ((d,), (1, d)) else ""
+            )
+        return f"{what} must have the shape of gamma, (D,)"
+
+    return hint
 
 
-def _scale(key: str, c: _Case) -> np.ndarray | None:
-    """The scale of a gradient's terms, per feature, which errors are measured against.
-
-    A gradient can be far smaller than its terms: for N = 2, x_hat = +-1 whatever x is, so dx is about 0, and
-    dgamma = sum(dout * x_hat) may nearly cancel. None for out: each column's largest |out|.
-    """
-    scales = {
-        "dx": lambda: np.abs(c.gamma / c.std) * np.abs(c.dout).max(axis=0),
-        "dgamma": lambda: np.abs(c.dout * c.xh).sum(axis=0),
-        "dbeta": lambda: np.abs(c.dout).sum(axis=0),
-    }
-    return scales[key]() if key in scales else None
-
-
-def _match(outs: list[np.ndarray], cases: list[_Case], variants: _Variants, tol: float, key: str) -> str | None:
-    """The hint of the first wrong variant that the student's outputs match on every case, if any."""
-    with np.errstate(all="ignore"):
-        for hint, fn in variants:
-            if all(_err(o, fn(c), _scale(key, c)) <= 3 * tol for o, c in zip(outs, cases, strict=True)):
-                return hint
-    return None
-
-
-def _generic(what: str, outs: list, refs: list, cases: list[_Case], tol: float, hint: str) -> str:
-    """A message for a mistake no variant explains: which cases fail and by how much."""
-    errs = [_err(o, r, _scale(what, c)) for o, r, c in zip(outs, refs, cases, strict=True)]
-    bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
-    k = int(np.argmax(errs))
-    if bad == [cases[-1].label]:
-        hint = "only the eps=0.1 case fails: is the eps argument used, not a hard-coded value? " + hint
-    elif bad == [cases[3].label]:
-        hint = "only the case with a tiny-variance feature fails: check where eps goes, sqrt(var + eps). " + hint
-    return (
-        f"{what} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {errs[k]:.2e} of the "
-        f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {cases[k].label}.\n"
-        f"Hint: {hint}"
-    )
+def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
+    """The scale, per feature, which errors are measured against: each column's largest |out|, or for a
+    gradient the size of its terms (for N = 2, x_hat = +-1 whatever x is, so dx is about 0, and
+    dgamma = sum(dout * x_hat) may nearly cancel)."""
+    if key == "dx":
+        return np.abs(c.gamma / c.std) * np.abs(c.dout).max(axis=0)
+    if key == "dgamma":
+        return np.abs(c.dout * c.xh).sum(axis=0)
+    if key == "dbeta":
+        return np.abs(c.dout).sum(axis=0)
+    return np.abs(ref).max(axis=0)
 
 
 def _run_forward(forward: Callable, name: str) -> tuple[list[_Case], list[Any], float, float]:
     """Run and grade the student's forward: (cases, caches, max error, tolerance), or an AssertionError."""
     cases, outs, caches = _cases(), [], []
     for c in cases:
-        res = _call(forward, f"{name}: forward", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps)
-        out, cache = _tuple(res, name, "forward", "(out, cache)", 2)
-        outs.append(_array(out, name, "out", c.x.shape))
+        res = call(forward, f"{name}: forward", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps, shape_hint=_BCAST)
+        out, cache = as_tuple(res, name, "forward", "(out, cache)", 2)
+        outs.append(as_array(out, name, "out", c.x.shape, shape_hint=_shape_hint("out", c.x.shape)))
         caches.append(cache)
-    tol = _tol(*outs)
+    tol = tol_for(*outs)
     refs = [batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[0] for c in cases]
-    err = max(_err(o, r) for o, r in zip(outs, refs, strict=True))
-    if err <= tol:
-        return cases, caches, err, tol
-    hint = _match(outs, cases, _FORWARD_VARIANTS, tol, "out")
-    raise AssertionError(
-        f"{name}: out is wrong: {hint}" if hint else f"{name}: " + _generic("out", outs, refs, cases, tol, _FWD_HINT)
-    )
+    err = judge(name, "out", outs, refs, cases, _FORWARD_VARIANTS, tol, scale=partial(_scale, "out"), hint=_FWD_HINT)
+    return cases, caches, err, tol
 
 
 def check_batchnorm_forward(forward: Callable) -> None:
@@ -281,45 +222,40 @@ def check_batchnorm_forward(forward: Callable) -> None:
 
 
 def _check_backward(forward: Callable, backward: Callable, name: str, hint: str) -> None:
-    try:
-        cases, caches, _, ftol = _run_forward(forward, "check_batchnorm_forward")
-    except AssertionError as e:
-        msg = f"{name}: your forward is wrong; fix your forward first (run check_batchnorm_forward).\nIt reports: {e}"
-        raise AssertionError(msg) from e
+    fwd = "check_batchnorm_forward"
+    cases, caches, _, ftol = forward_first(lambda: _run_forward(forward, fwd), name, fwd)
     keys = ("dx", "dgamma", "dbeta")
     got: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     refs: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for c, cache in zip(cases, caches, strict=True):
-        res = _tuple(
-            _call(backward, f"{name}: backward", c.dout.copy(), cache), name, "backward", "(dx, dgamma, dbeta)", 3
-        )
+        res = call(backward, f"{name}: backward", c.dout.copy(), cache, shape_hint=_BCAST)
+        res = as_tuple(res, name, "backward", "(dx, dgamma, dbeta)", 3)
         ref = batchnorm_backward(c.dout, batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[1])
         for k, v, r in zip(keys, res, ref, strict=True):
-            got[k].append(_array(v, name, k, r.shape))
+            got[k].append(as_array(v, name, k, r.shape, shape_hint=_shape_hint(k, r.shape)))
             refs[k].append(r)
-    tols = {k: max(_tol(*got[k]), ftol) for k in keys}  # loose if the forward or this output is float32
-    errs = {k: max(_err(o, r, _scale(k, c)) for o, r, c in zip(got[k], refs[k], cases, strict=True)) for k in keys}
-    wrong = [k for k in keys if errs[k] > tols[k]]
-    if not wrong:
-        err, tol = max(errs.values()), max(tols.values())
+    tols = {k: max(tol_for(*got[k]), ftol) for k in keys}  # loose if the forward or this output is float32
+    variants = {"dx": _DX_VARIANTS, "dgamma": _DGAMMA_VARIANTS, "dbeta": _DBETA_VARIANTS}
+    msgs = {
+        k: verdict(k, got[k], refs[k], cases, variants[k], tols[k], scale=partial(_scale, k), hint=hint) for k in keys
+    }
+    if not any(msgs.values()):
+        errs = [e for k in keys for e in errors(got[k], refs[k], cases, partial(_scale, k))]
+        err, tol = max(errs), max(tols.values())
         print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta (max rel error {err:.1e}, tol {tol:.0e})")
         return
-    msgs = []
-    tol = max(tols["dgamma"], tols["dbeta"])
-    swapped = zip(got["dgamma"], got["dbeta"], refs["dbeta"], refs["dgamma"], cases, strict=True)
-    if {"dgamma", "dbeta"} <= set(wrong) and all(
-        _err(g, rb, _scale("dbeta", c)) <= 3 * tol and _err(b, rg, _scale("dgamma", c)) <= 3 * tol
-        for g, b, rb, rg, c in swapped
-    ):
-        wrong.remove("dgamma")
-        wrong.remove("dbeta")
-        msgs.append("dgamma and dbeta are swapped: dgamma = sum(dout * x_hat, axis=0), dbeta = sum(dout, axis=0)")
-    variants = {"dx": _DX_VARIANTS, "dgamma": _DGAMMA_VARIANTS, "dbeta": _DBETA_VARIANTS}
-    for k in wrong:
-        msgs.append(
-            _match(got[k], cases, variants[k], tols[k], k) or _generic(k, got[k], refs[k], cases, tols[k], hint)
+    tol = 3 * max(tols["dgamma"], tols["dbeta"])
+    if (
+        msgs["dgamma"]
+        and msgs["dbeta"]
+        and all(
+            rel_err(g, rb, _scale("dbeta", c, rb)) <= tol and rel_err(b, rg, _scale("dgamma", c, rg)) <= tol
+            for g, b, rb, rg, c in zip(got["dgamma"], got["dbeta"], refs["dbeta"], refs["dgamma"], cases, strict=True)
         )
-    raise AssertionError(f"{name}: " + "\n".join(msgs))
+    ):
+        msgs = {"dx": msgs["dx"], "swap": "dgamma and dbeta are swapped: dgamma = sum(dout * x_hat, axis=0), "
+                "dbeta = sum(dout, axis=0)"}  # fmt: skip
+    fail(name, "\n".join(m for m in msgs.values() if m))
 
 
 def check_batchnorm_backward(forward: Callable, backward: Callable) -> None:

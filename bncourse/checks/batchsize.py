@@ -1,6 +1,7 @@
-"""Graders for the chapter-6 exercises: Ghost BN, Batch Renormalization, and SyncBN's reduction.
+"""Graders for the chapter-6 exercises (``book/exercises/06_batchsize_exercises``): Ghost BN, Batch
+Renormalization, and SyncBN's reduction.
 
-As in :mod:`bncourse.checks.batchnorm`, each checker runs the student's function on fixed cases, compares
+Built on the kit of :mod:`bncourse.checks.base`: each checker runs the student's function on fixed cases, compares
 with a reference, prints one line when everything agrees and otherwise raises ``AssertionError`` whose
 hint names the likely mistake, found by computing known-wrong variants and seeing which one the student's
 output matches. Any correct implementation passes (tolerance ``1e-7`` of each output's scale in float64,
@@ -15,40 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from bncourse.checks.batchnorm import _call, _err, _tol
+from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, judge, tol_for
 
 __all__ = ["check_batch_renorm", "check_combine_moments", "check_ghost_batchnorm", "check_sync_stats"]
 
-Variants = list[tuple[str, Callable[..., Any]]]
 
-
-def _as_array(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    """The student's output as a finite float array of ``shape``, or an AssertionError saying why not."""
-    if v is None:
-        raise AssertionError(f"{name}: {what} is None: fill in the exercise and return {what}")
-    a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-    if a.shape != shape:
-        raise AssertionError(f"{name}: {what} has shape {a.shape}, expected {shape}")
-    a = a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise AssertionError(f"{name}: {what} contains NaN or inf: a division by zero? (eps goes inside the sqrt)")
-    return a
-
-
-def _diagnose(name: str, what: str, outs: list, cases: list, variants: Variants, fallback: str) -> AssertionError:
-    """An AssertionError naming the first wrong variant that matches every case, or the fallback hint."""
-    with np.errstate(all="ignore"):
-        for hint, fn in variants:
-            if all(_err(o, fn(c)) <= 3 * _tol(o) for o, c in zip(outs, cases, strict=True)):
-                return AssertionError(f"{name}: {what} is wrong: {hint}")
-    return AssertionError(f"{name}: {what} is wrong in at least one case. Hint: {fallback}")
-
-
-def _grade(name: str, what: str, outs: list, cases: list, ref: Callable, variants: Variants, hint: str) -> float:
-    err = max(_err(o, ref(c)) for o, c in zip(outs, cases, strict=True))
-    if err > max(_tol(o) for o in outs):
-        raise _diagnose(name, what, outs, cases, variants, hint)
-    return err
+def _columns(c: dict, ref: Any) -> Any:
+    """Errors are measured per column (as a fraction of its largest |ref|) for (N, D) outputs."""
+    return np.abs(ref).max(axis=0) if np.ndim(ref) == 2 else None
 
 
 # ------------------------------------------------------------------------------------ 1. Ghost BN forward
@@ -98,7 +73,8 @@ def _ghost_cases() -> list[dict]:
     for n, d, v, eps in [(12, 3, 4, 1e-5), (10, 2, 4, 1e-5), (8, 4, 8, 1e-5), (9, 3, 3, 0.1), (16, 2, 2, 1e-5)]:
         x = rng.normal(rng.uniform(-3, 3, d), rng.uniform(0.5, 3, d), (n, d))
         x[: n // 2] += rng.normal(0, 2, d)  # the ghost batches differ, so their statistics matter
-        cases.append({"x": x, "gamma": rng.uniform(0.5, 2, d), "beta": rng.uniform(-1, 1, d), "v": v, "eps": eps})
+        cases.append({"x": x, "gamma": rng.uniform(0.5, 2, d), "beta": rng.uniform(-1, 1, d), "v": v, "eps": eps,
+                      "label": f"N={n}, D={d}, v={v}" + (f", eps={eps:g}" if eps != 1e-5 else "")})  # fmt: skip
     return cases
 
 
@@ -112,15 +88,15 @@ def check_ghost_batchnorm(ghost_batchnorm_forward: Callable) -> None:
     outs = []
     for c in cases:
         args = (c["x"].copy(), c["gamma"].copy(), c["beta"].copy(), c["v"], c["eps"])
-        out = _call(ghost_batchnorm_forward, name, *args)
-        if isinstance(out, tuple):
-            out = out[0]
-        if out is not None and np.shape(out) != c["x"].shape and np.shape(out)[0] < len(c["x"]):
-            raise AssertionError(f"{name}: out has {np.shape(out)[0]} rows for N = {len(c['x'])}, "
-                                 f"v = {c['v']}: is the last, smaller ghost batch missing?")  # fmt: skip
-        outs.append(_as_array(out, name, "out", c["x"].shape))
+        out = call(ghost_batchnorm_forward, name, *args, shape_hint="a ghost batch is x[i:i + v], all D features")
+        out = as_array(out[0] if isinstance(out, tuple) and out else out, name, "out")
+        if out.shape != c["x"].shape and out.ndim == 2 and out.shape[0] < len(c["x"]):
+            fail(name, f"out has {out.shape[0]} rows for N = {len(c['x'])}, v = {c['v']}: is the last, smaller "
+                       "ghost batch missing?")  # fmt: skip
+        outs.append(as_array(out, name, "out", c["x"].shape))
     hint = "split x into x[i:i + v], normalise each with its mean and biased variance, then gamma * x_hat + beta"
-    err = _grade(name, "out", outs, cases, _ghost, _GHOST_VARIANTS, hint)
+    err = judge(name, "out", outs, [_ghost(c) for c in cases], cases, _GHOST_VARIANTS, tol_for(*outs), scale=_columns,
+                hint=hint)  # fmt: skip
     print(f"{name}: all {len(cases)} cases passed (max error {err:.1e})")
 
 
@@ -180,7 +156,8 @@ def _brn_cases() -> list[dict]:
         gamma, beta = torch.rand(d, dtype=torch.float64, generator=gen) + 0.5, torch.randn(d, dtype=torch.float64)
         g = torch.randn(n, d, generator=gen, dtype=torch.float64)
         cases.append({"x": x, "gamma": gamma, "beta": beta, "running_mean": rm, "running_var": rv,
-                      "r_max": r_max, "d_max": d_max, "eps": eps, "g": g})  # fmt: skip
+                      "r_max": r_max, "d_max": d_max, "eps": eps, "g": g,
+                      "label": f"N={n}, D={d}, r_max={r_max:g}, d_max={d_max:g}, eps={eps:g}"})  # fmt: skip
     return cases
 
 
@@ -213,30 +190,25 @@ def check_batch_renorm(batch_renorm_forward: Callable) -> None:
         x = c["x"].clone().requires_grad_()
         gamma, beta = c["gamma"].clone().requires_grad_(), c["beta"].clone().requires_grad_()
         args = (x, gamma, beta, c["running_mean"].clone(), c["running_var"].clone(), c["r_max"], c["d_max"], c["eps"])
-        res = _call(batch_renorm_forward, name, *args)
-        if not isinstance(res, tuple) or len(res) != 3:
-            raise AssertionError(f"{name}: return a tuple (out, r, d); got {type(res).__name__}")
-        out, r, d = res
-        if not isinstance(out, torch.Tensor) or not out.requires_grad:
-            raise AssertionError(f"{name}: out must be a torch tensor computed from x, gamma and beta with torch ops "
-                                 "(so that autograd can differentiate it); do not convert to numpy")  # fmt: skip
-        _call(lambda o, g: (o * g).sum().backward(), f"{name}: backward of out", out, c["g"])
+        out, r, d = as_tuple(call(batch_renorm_forward, name, *args), name, "batch_renorm_forward", "(out, r, d)", 3)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad or not out.is_floating_point():
+            got_kind = f"a {out.dtype} tensor" if isinstance(out, torch.Tensor) else type(out).__name__
+            msg = ("out must be a real floating-point torch tensor computed from x, gamma and beta with torch ops (so "
+                   f"that autograd can differentiate it); do not convert to numpy. Got {got_kind}")  # fmt: skip
+            fail(name, msg)
+        call(lambda o, g: (o * g).sum().backward(), f"{name}: backward of out", out, c["g"])
         for k, v, shape in (("out", out, x.shape), ("r", r, (x.shape[1],)), ("d", d, (x.shape[1],))):
-            got[k].append(_as_array(v, name, k, tuple(shape)))
+            got[k].append(as_array(v, name, k, tuple(shape)))
         for k, t in (("dx", x), ("dgamma", gamma), ("dbeta", beta)):
             if t.grad is None:
-                raise AssertionError(f"{name}: no gradient reached {k[1:]}: is out computed from it with torch ops?")
+                fail(name, f"no gradient reached {k[1:]}: is out computed from it with torch ops?")
             got[k].append(t.grad.numpy())
     refs = [_brn(c) for c in cases]
+    hint = ("r = clip(sigma_B / sigma, 1/r_max, r_max), d = clip((mu_B - mu) / sigma, -d_max, d_max), both "
+            "detached; out = gamma * ((x - mu_B) / sigma_B * r + d) + beta")  # fmt: skip
     for k in ("r", "d", "out", "dx", "dgamma", "dbeta"):
-        if max(_err(o, ref[k]) for o, ref in zip(got[k], refs, strict=True)) > max(_tol(o) for o in got[k]):
-            for hint, kw in _BRN_VARIANTS:
-                if all(_err(o, _brn(c, **kw)[k]) <= 3 * _tol(o) for o, c in zip(got[k], cases, strict=True)):
-                    raise AssertionError(f"{name}: {k} is wrong: {hint}")
-            raise AssertionError(
-                f"{name}: {k} is wrong. Hint: r = clip(sigma_B / sigma, 1/r_max, r_max), d = clip((mu_B - mu) / "
-                "sigma, -d_max, d_max), both detached; out = gamma * ((x - mu_B) / sigma_B * r + d) + beta"
-            )
+        variants = [(h, lambda c, kw=kw, k=k: _brn(c, **kw)[k]) for h, kw in _BRN_VARIANTS]
+        judge(name, k, got[k], [ref[k] for ref in refs], cases, variants, tol_for(*got[k]), scale=_columns, hint=hint)
     print(f"{name}: all {len(cases)} cases passed for out, r, d and their gradients")
 
 
@@ -251,7 +223,8 @@ def _split_cases() -> list[dict]:
         c = 3
         parts = [rng.normal(rng.uniform(-4, 4, c), rng.uniform(0.5, 2, c), (n, c)) for n in counts]
         x = np.concatenate(parts)
-        cases.append({"parts": parts, "x": x, "counts": np.array(counts, dtype=np.int64), "mean": x.mean(0),
+        cases.append({"label": f"counts {counts}", "parts": parts,
+                      "x": x, "counts": np.array(counts, dtype=np.int64), "mean": x.mean(0),
                       "var": x.var(0), "means": np.array([p.mean(0) for p in parts]),
                       "vars": np.array([p.var(0) for p in parts])})  # fmt: skip
     return cases
@@ -282,12 +255,11 @@ def _check_stats(fn: Callable, name: str, inputs: Callable[[dict], tuple], hint:
     cases = _split_cases()
     outs: dict[str, list] = {"mean": [], "var": []}
     for c in cases:
-        res = _call(fn, name, *inputs(c))
-        if not isinstance(res, tuple) or len(res) != 2:
-            raise AssertionError(f"{name}: return a tuple (mean, var); got {type(res).__name__}")
+        res = as_tuple(call(fn, name, *inputs(c)), name, name[6:], "(mean, var)", 2)
         for k, v in zip(("mean", "var"), res, strict=True):
-            outs[k].append(_as_array(v, name, k, (c["x"].shape[1],)))
-    errs = [_grade(name, k, outs[k], cases, lambda c, k=k: c[k], _common_variants(k), hint) for k in ("mean", "var")]
+            outs[k].append(as_array(v, name, k, (c["x"].shape[1],)))
+    errs = [judge(name, k, outs[k], [c[k] for c in cases], cases, _common_variants(k), tol_for(*outs[k]),
+                  scale=_columns, hint=hint) for k in ("mean", "var")]  # fmt: skip
     print(f"{name}: all {len(cases)} cases passed (max error {max(errs):.1e})")
 
 

@@ -20,67 +20,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, rel_err, tol_for, verdict
 from bncourse.inference import bn_layers, recalibrate_bn
 
 __all__ = ["check_fold_linear_bn", "check_recalibrate", "check_running_update"]
 
-_Variants = list[tuple[str, Callable[[_Case], Any]]]
+_SHAPES = "a (D,) vector against an (N, D) array; reduce over axis=0, the batch"
 
 
-_SHAPES = " (a shape mismatch: a (D,) vector against an (N, D) array; reduce over axis=0, the batch)"
-
-
-def _call(fn: Callable, name: str, *args: Any, broadcast_hint: str = _SHAPES) -> Any:
-    """Call student code; re-raise anything it raises as an AssertionError with a hint, chained to it."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        hint = ""
-        if isinstance(e, ValueError) and "broadcast" in str(e):
-            hint = broadcast_hint
-        elif isinstance(e, NotImplementedError):
-            hint = " (the exercise is not filled in yet)"
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
-
-
-def _arrays(res: Any, name: str, names: tuple[str, str], shapes: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
-    """The student's two outputs as float arrays of the expected shapes, or an AssertionError saying why not."""
-    if not isinstance(res, tuple) or len(res) != 2:
-        got = f"a tuple of length {len(res)}" if isinstance(res, tuple) else type(res).__name__
-        raise AssertionError(f"{name}: return a tuple ({', '.join(names)}); got {got}")
-    out = []
-    for v, what, shape in zip(res, names, shapes, strict=True):
-        if v is None:
-            raise AssertionError(f"{name}: {what} is None: fill in the exercise and return it")
-        a = np.asarray(v.detach() if isinstance(v, torch.Tensor) else v)
-        if a.shape != shape:
-            raise AssertionError(f"{name}: {what} has the wrong shape: expected {shape}, got {a.shape}")
-        a = a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
-        if not np.all(np.isfinite(a)):
-            raise AssertionError(f"{name}: {what} contains NaN or inf (a division by zero? eps goes inside the sqrt)")
-        out.append(a)
-    return out
-
-
-def _err(a: np.ndarray, ref: np.ndarray) -> float:
-    """Largest |a - ref| as a fraction of the largest |ref| (at least 1e-12)."""
-    return float(np.max(np.abs(a - ref)) / max(1e-12, float(np.max(np.abs(ref)))))
-
-
-def _tol(res: Any) -> float:
-    """1e-7 for float64 outputs, 1e-4 for anything narrower (float32 arithmetic)."""
-    wide = all(np.asarray(v.detach() if isinstance(v, torch.Tensor) else v).dtype == np.float64 for v in res)
-    return 1e-7 if wide else 1e-4
-
-
-def _match(outs: list, cases: list[_Case], variants: _Variants, tol: float) -> str | None:
-    """The hint of the first variant that the student's outputs match on every case, if any."""
-    with np.errstate(all="ignore"):
-        for hint, fn in variants:
-            refs = [fn(c) for c in cases]
-            if all(r is not None and np.shape(r) == np.shape(o) and _err(o, r) <= 10 * tol for o, r in zip(outs, refs)):  # noqa: B905
-                return hint
-    return None
+def _arrays(res: Any, name: str, fn: str, names: tuple[str, str], shapes: tuple) -> tuple[list[np.ndarray], float]:
+    """The student's two outputs as float64 arrays of the expected shapes, and the tolerance for their dtypes."""
+    out = [
+        as_array(v, name, what, shape)
+        for v, what, shape in zip(as_tuple(res, name, fn, f"({', '.join(names)})", 2), names, shapes, strict=True)
+    ]
+    return [a.astype(np.float64) for a in out], tol_for(*out, narrow=1e-4)
 
 
 # ------------------------------------------------------------------------------- 1. the running update
@@ -103,7 +57,7 @@ def _ema(c: _Case, old: np.ndarray, new: np.ndarray, w: float) -> np.ndarray:
     return (1 - w) * old + w * new
 
 
-_UPDATE_MEAN: _Variants = [
+_UPDATE_MEAN: Variants = [
     ("the momentum weights the old value here (Keras' and CS231n's convention: running = momentum * running + "
      f"(1 - momentum) * batch); in {_PT}", lambda c: _ema(c, c.rm, c.mu, 1 - c.mom)),
     ("the running mean is returned unchanged: update it too", lambda c: c.rm),
@@ -111,7 +65,7 @@ _UPDATE_MEAN: _Variants = [
      lambda c: c.mu),
     ("the momentum is hard-coded to 0.1: use the momentum argument", lambda c: _ema(c, c.rm, c.mu, 0.1)),
 ]  # fmt: skip
-_UPDATE_VAR: _Variants = [
+_UPDATE_VAR: Variants = [
     ("this is CS231n's update (momentum on the old value, biased variance np.var). " + _PT + " (ddof=1)",
      lambda c: _ema(c, c.rv, c.vb, 1 - c.mom)),
     ("the momentum weights the old value here (Keras' and CS231n's convention); in " + _PT,
@@ -139,23 +93,19 @@ def check_running_update(update: Callable) -> None:
     """
     name, cases, got, tols = "check_running_update", _update_cases(), [], []
     for c in cases:
-        res = _call(update, f"{name}: update", c.rm.copy(), c.rv.copy(), c.x.copy(), c.mom)
-        got.append(_arrays(res, name, ("new_mean", "new_var"), (c.rm.shape, c.rv.shape)))
-        tols.append(_tol(res))
+        res = call(update, f"{name}: update", c.rm.copy(), c.rv.copy(), c.x.copy(), c.mom, shape_hint=_SHAPES)
+        arrays, tol = _arrays(res, name, "update", ("new_mean", "new_var"), (c.rm.shape, c.rv.shape))
+        got.append(arrays)
+        tols.append(tol)
     tol = max(tols)
     msgs = []
     for k, (what, ref, variants) in enumerate(
         [("new_mean", lambda c: _ema(c, c.rm, c.mu, c.mom), _UPDATE_MEAN),
          ("new_var", lambda c: _ema(c, c.rv, c.vu, c.mom), _UPDATE_VAR)]
     ):  # fmt: skip
-        outs = [g[k] for g in got]
-        errs = [_err(o, ref(c)) for o, c in zip(outs, cases, strict=True)]
-        if max(errs) > tol:
-            bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
-            hint = _match(outs, cases, variants, tol) or f"wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)})"
-            msgs.append(f"{what}: {hint}")
-    if msgs:
-        raise AssertionError(f"{name}: " + "\n".join(msgs) + f"\nReminder: {_PT}.")
+        msgs.append(verdict(what, [g[k] for g in got], [ref(c) for c in cases], cases, variants, tol, slack=10.0))
+    if any(msgs):
+        fail(name, "\n".join(m for m in msgs if m) + f"\nReminder: {_PT}.")
     print(f"{name}: all {len(cases)} cases passed (momentum in {sorted({c.mom for c in cases})}, N down to 2)")
 
 
@@ -179,8 +129,8 @@ def _fold_cases() -> list[_Case]:
 
 
 _ROWS = (
-    " (a shape mismatch: W is (out, in), PyTorch's layout, and s = gamma / sqrt(running_var + eps) is (out,); BN "
-    "scales the outputs, so scale the rows of W: s[:, None] * W, not W * s)"
+    "W is (out, in), PyTorch's layout, and s = gamma / sqrt(running_var + eps) is (out,); BN scales the outputs, "
+    "so scale the rows of W: s[:, None] * W, not W * s"
 )
 
 
@@ -188,7 +138,7 @@ def _rows(c: _Case, s: np.ndarray) -> np.ndarray:
     return s[:, None] * c.w
 
 
-_FOLD_W: _Variants = [
+_FOLD_W: Variants = [
     ("W_f scales the columns of W; BN acts on the outputs, so scale the rows: s[:, None] * W (W is (out, in))",
      lambda c: c.w * (c.gamma / c.std)[None, :] if c.w.shape[0] == c.w.shape[1] else None),
     ("eps is missing: s = gamma / sqrt(running_var + eps)", lambda c: _rows(c, c.gamma / np.sqrt(c.rv))),
@@ -200,7 +150,7 @@ _FOLD_W: _Variants = [
     ("multiplied by the standard deviation instead of dividing: s = gamma / sqrt(running_var + eps)",
      lambda c: _rows(c, c.gamma * c.std)),
 ]  # fmt: skip
-_FOLD_B: _Variants = [
+_FOLD_B: Variants = [
     ("the running mean is not subtracted: b_f = s * (b - running_mean) + beta",
      lambda c: c.gamma / c.std * c.b + c.beta),
     ("beta is missing: b_f = s * (b - running_mean) + beta", lambda c: c.gamma / c.std * (c.b - c.rm)),
@@ -229,7 +179,7 @@ def _torch_fold_error(c: _Case, w_f: np.ndarray, b_f: np.ndarray) -> float:
     bn.running_var.copy_(torch.as_tensor(c.rv))
     x = torch.randn(7, c.w.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ref = bn(lin(x)).numpy()
-    return _err(x.numpy() @ w_f.T + b_f, ref)
+    return rel_err(x.numpy() @ w_f.T + b_f, ref)
 
 
 def check_fold_linear_bn(fold: Callable) -> None:
@@ -244,22 +194,19 @@ def check_fold_linear_bn(fold: Callable) -> None:
     name, cases, got, tols = "check_fold_linear_bn", _fold_cases(), [], []
     for c in cases:
         args = (c.w.copy(), c.b.copy(), c.gamma.copy(), c.beta.copy(), c.rm.copy(), c.rv.copy(), c.eps)
-        res = _call(fold, f"{name}: fold", *args, broadcast_hint=_ROWS)
-        got.append(_arrays(res, name, ("W_f", "b_f"), (c.w.shape, c.b.shape)))
-        tols.append(_tol(res))
+        arrays, tol = _arrays(call(fold, f"{name}: fold", *args, shape_hint=_ROWS), name, "fold", ("W_f", "b_f"),
+                              (c.w.shape, c.b.shape))  # fmt: skip
+        got.append(arrays)
+        tols.append(tol)
     tol, msgs = max(tols), []
     refs = [(_rows(c, c.gamma / c.std), c.gamma / c.std * (c.b - c.rm) + c.beta) for c in cases]
     for k, (what, variants) in enumerate((("W_f", _FOLD_W), ("b_f", _FOLD_B))):
-        outs = [g[k] for g in got]
-        errs = [_err(o, r[k]) for o, r in zip(outs, refs, strict=True)]
-        if max(errs) > tol:
-            bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
-            generic = f"wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}), max error {max(errs):.1e}"
-            msgs.append(f"{what}: {_match(outs, cases, variants, tol) or generic}")
-    if msgs:
-        raise AssertionError(
-            f"{name}: " + "\n".join(msgs) + "\nReminder: s = gamma / sqrt(running_var + eps); W_f = s[:, None] * W; "
-            "b_f = s * (b - running_mean) + beta."
+        msgs.append(verdict(what, [g[k] for g in got], [r[k] for r in refs], cases, variants, tol, slack=10.0))
+    if any(msgs):
+        fail(
+            name,
+            "\n".join(m for m in msgs if m) + "\nReminder: s = gamma / sqrt(running_var + eps); W_f = s[:, None] * W; "
+            "b_f = s * (b - running_mean) + beta.",
         )
     err = max(_torch_fold_error(c, *g) for c, g in zip(cases, got, strict=True))
     print(f"{name}: all {len(cases)} cases passed; x @ W_f.T + b_f equals nn.Linear -> nn.BatchNorm1d (eval) "
@@ -315,7 +262,7 @@ def _stats(model: nn.Module) -> list[np.ndarray]:
     return [mean, np.concatenate([bn.running_var.numpy() for bn in bns])]
 
 
-_RECAL: _Variants = [
+_RECAL: Variants = [
     ("the running statistics did not change: BN only updates them in train mode; call model.train() (or .train() "
      "on each BN layer) before the passes", lambda c: _stats(c.model)),
     ("the running statistics stayed at their reset values (mean 0, variance 1): BN only updates them in train "
@@ -351,9 +298,9 @@ def check_recalibrate(recalibrate: Callable) -> None:
         model = copy.deepcopy(c.model)
         params = [p.detach().clone() for p in model.parameters()]
         momenta = [bn.momentum for bn in bn_layers(model)]
-        _call(recalibrate, f"{name}: recalibrate", model, [x.clone() for x in c.batches])
+        call(recalibrate, f"{name}: recalibrate", model, [x.clone() for x in c.batches])
         if not all(torch.equal(p, q) for p, q in zip(params, model.parameters(), strict=True)):
-            raise AssertionError(f"{name} ({c.label}): the weights changed: recalibration only re-estimates the BN "
+            fail(f"{name} ({c.label})", "the weights changed: recalibration only re-estimates the BN "
                                  "statistics (no optimizer step; run the batches under torch.no_grad())")  # fmt: skip
         got = _stats(model)
         refs = {
@@ -362,27 +309,27 @@ def check_recalibrate(recalibrate: Callable) -> None:
             "one batch": _stats(_emulate(c, True, None, [torch.cat(c.batches)])),
         }
         tol = 1e-6
-        ok = [k for k, r in refs.items() if _err(got[0], r[0]) <= tol and _err(got[1], r[1]) <= tol]
+        ok = [k for k, r in refs.items() if rel_err(got[0], r[0]) <= tol and rel_err(got[1], r[1]) <= tol]
         if not ok:
             hint = None
             for h, f in _RECAL:
                 ref = f(c)
-                if _err(got[0], ref[0]) <= tol and _err(got[1], ref[1]) <= tol:
+                if rel_err(got[0], ref[0]) <= tol and rel_err(got[1], ref[1]) <= tol:
                     hint = h
                     break
             ref = refs["cumulative"]
-            if hint is None and _err(got[0], ref[0]) <= tol:
+            if hint is None and rel_err(got[0], ref[0]) <= tol:
                 hint = ("the means are right but the variances are not: average the unbiased batch variances (what "
                         "BN stores with momentum=None), not the biased ones or standard deviations")  # fmt: skip
-            errs = f"max error: mean {_err(got[0], ref[0]):.1e}, var {_err(got[1], ref[1]):.1e}"
+            errs = f"max error: mean {rel_err(got[0], ref[0]):.1e}, var {rel_err(got[1], ref[1]):.1e}"
             hint = hint or "reset, set momentum=None, run every batch in train mode"
-            raise AssertionError(f"{name} ({c.label}): the running statistics are wrong ({errs}).\nHint: {hint}")
+            fail(f"{name} ({c.label})", f"the running statistics are wrong ({errs}).\nHint: {hint}")
         after = [bn.momentum for bn in bn_layers(model)]
         if after != momenta:
-            raise AssertionError(f"{name} ({c.label}): the BN momenta are {after} after your function, not "
+            fail(f"{name} ({c.label})", f"the BN momenta are {after} after your function, not "
                                  f"{momenta}: restore each layer's own momentum, or later training would average "
                                  "cumulatively")  # fmt: skip
         if any(m.training for m in model.modules()):
-            raise AssertionError(f"{name} ({c.label}): the model is left in train mode: end with model.eval(), so "
+            fail(f"{name} ({c.label})", "the model is left in train mode: end with model.eval(), so "
                                  "that inference uses the new statistics")  # fmt: skip
     print(f"{name}: both models passed ({' / '.join(ok)} statistics), weights, momenta and eval mode as expected")

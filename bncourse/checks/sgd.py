@@ -1,24 +1,36 @@
-"""Graders for the chapter-1 exercises: a minibatch gradient and an SGD epoch (the variance exercises are in
-:mod:`bncourse.checks.sgd_variance`).
+"""Graders for the chapter-1 exercises (``book/exercises/01_sgd_exercises``): a minibatch gradient, an SGD
+epoch, and the minibatch gradient's variance.
 
 Each checker runs the student's function on a few fixed cases (float64), compares with a reference, prints
 one line when they agree and raises ``AssertionError`` with a hint naming the likely mistake when they do
-not. Mistakes are diagnosed as in :mod:`bncourse.checks.batchnorm`: known-wrong variants (sum instead of
+not. Mistakes are diagnosed with the kit of :mod:`bncourse.checks.base`: known-wrong variants (sum instead of
 mean, missing transpose, wrong sign, reused examples, ``R`` instead of ``R - 1``, ...) are computed and the
 student's output is matched against them. Inputs are passed as copies.
 
 Exercises: ``logistic_grad(w, b, X, y) -> (dw, db)``; ``epoch_batches(n, batch_size, rng) -> list of index
-arrays`` and ``sgd_epoch(w, b, X, y, lr, batches, grad_fn) -> (w, b)``.
+arrays`` and ``sgd_epoch(w, b, X, y, lr, batches, grad_fn) -> (w, b)``. ``gradient_variance(grads,
+full_grad=None) -> float`` estimates the total variance from ``R`` minibatch gradients;
+``minibatch_variance(per_example_grads, batch_size, replace) -> float`` predicts it from all ``n``
+per-example gradients, with the finite-population correction when sampling without replacement (variants:
+biased vs unbiased, per-coordinate vs total, a missing or misplaced correction).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-__all__ = ["check_epoch_batches", "check_logistic_grad", "check_sgd_epoch", "logistic_grad"]
+from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, judge
+
+__all__ = [
+    "check_epoch_batches",
+    "check_gradient_variance",
+    "check_logistic_grad",
+    "check_minibatch_variance",
+    "check_sgd_epoch",
+    "logistic_grad",
+]
 
 _TOL = 1e-7  # relative to the reference's scale; every case is float64
 
@@ -36,49 +48,8 @@ def logistic_grad(w: np.ndarray, b: float, X: np.ndarray, y: np.ndarray) -> tupl
     return X.T @ r / len(X), float(r.mean())
 
 
-def _call(fn: Callable, name: str, *args: Any) -> Any:
-    """Call student code; re-raise anything it raises as an AssertionError, chained to the original."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        hint = " (the exercise is not filled in yet)" if isinstance(e, NotImplementedError) else ""
-        if isinstance(e, ValueError) and ("matmul" in str(e) or "shapes" in str(e) or "broadcast" in str(e)):
-            hint = " (a shape mismatch: X is (N, D), w is (D,); the gradient of w is X.T @ (p - y) / N, shape (D,))"
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
-
-
-def _err(a: Any, ref: Any) -> float:
-    """Largest |a - ref| relative to the largest |ref| (inf when shapes differ or a value is not finite)."""
-    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    if a.shape != ref.shape or not np.all(np.isfinite(a)):
-        return np.inf
-    if np.max(np.abs(a - ref), initial=0.0) <= 1e-12:  # every case's values are of order 1
-        return 0.0
-    return float(np.max(np.abs(a - ref), initial=0.0) / max(np.abs(ref).max(initial=0.0), 1e-12))
-
-
-def _match(outs: list, cases: list, variants: list[tuple[str, Callable]]) -> str | None:
-    """The hint of the first wrong variant that the student's outputs match on every case, if any."""
-    with np.errstate(all="ignore"):
-        for hint, fn in variants:
-            try:
-                if all(_err(o, fn(c)) <= 1e-6 for o, c in zip(outs, cases, strict=True)):
-                    return hint
-            except ValueError:  # the variant is not defined for this shape (e.g. X @ r when N != D)
-                continue
-    return None
-
-
-def _fail(name: str, what: str, outs: list, refs: list, cases: list, variants, hint: str) -> None:
-    found = _match(outs, cases, variants)
-    if found:
-        raise AssertionError(f"{name}: {what} is wrong: {found}")
-    errs = [_err(o, r) for o, r in zip(outs, refs, strict=True)]
-    bad = [c["label"] for c, e in zip(cases, errs, strict=True) if e > _TOL]
-    raise AssertionError(
-        f"{name}: {what} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): largest "
-        f"relative error {max(errs):.2e}.\nHint: {hint}"
-    )
+_SHAPES = "X is (N, D), w is (D,); the gradient of w is X.T @ (p - y) / N, shape (D,)"
+_EXACT = {"atol": 1e-12, "slack": 10.0}  # float64 cases of order 1: exact up to rounding
 
 
 def _sig(z):
@@ -133,10 +104,12 @@ _DB_VARIANTS = [
 ]
 
 
-def _pair(res: Any, name: str, names: str) -> tuple:
-    if not isinstance(res, (tuple, list)) or len(res) != 2:
-        raise AssertionError(f"{name}: return a pair {names}; got {type(res).__name__}")
-    return tuple(res)
+def _grad_of(logistic_grad_fn: Callable, name: str, c: dict) -> tuple[np.ndarray, float]:
+    """The student's ``(dw, db)`` for case ``c``, checked to be an array of w's shape and a number."""
+    res = call(logistic_grad_fn, name, c["w"].copy(), c["b"], c["X"].copy(), c["y"].copy(), shape_hint=_SHAPES)
+    dw, db = as_tuple(res, name, "logistic_grad", "(dw, db)", 2)
+    hint = f"dw must have the shape of w in case {c['label']} (X is (N, D): dw = X.T @ (p - y) / N)"
+    return as_array(dw, name, "dw", c["w"].shape, shape_hint=hint), as_number(db, name, "db")
 
 
 def check_logistic_grad(logistic_grad_fn: Callable) -> None:
@@ -146,39 +119,26 @@ def check_logistic_grad(logistic_grad_fn: Callable) -> None:
         AssertionError: with a hint naming the likely mistake.
     """
     name, cases = "check_logistic_grad", _logistic_cases()
-    outs = [
-        _pair(_call(logistic_grad_fn, name, c["w"].copy(), c["b"], c["X"].copy(), c["y"].copy()), name, "(dw, db)")
-        for c in cases
-    ]
-    for (dw, _), c in zip(outs, cases, strict=True):
-        if np.shape(dw) != c["w"].shape:
-            raise AssertionError(
-                f"{name}: dw must have the shape of w, {c['w'].shape}; got {np.shape(dw)} in case "
-                f"{c['label']} (X is (N, D): dw = X.T @ (p - y) / N)"
-            )
+    outs = [_grad_of(logistic_grad_fn, name, c) for c in cases]
     refs = [logistic_grad(c["w"], c["b"], c["X"], c["y"]) for c in cases]
     for k, what, variants in ((0, "dw", _DW_VARIANTS), (1, "db", _DB_VARIANTS)):
-        if max(_err(o[k], r[k]) for o, r in zip(outs, refs, strict=True)) > _TOL:
-            _fail(
-                name,
-                what,
-                [o[k] for o in outs],
-                [r[k] for r in refs],
-                cases,
-                variants,
-                "p = sigmoid(X @ w + b); dw = X.T @ (p - y) / N; db = mean(p - y)",
-            )
+        hint = "p = sigmoid(X @ w + b); dw = X.T @ (p - y) / N; db = mean(p - y)"
+        judge(name, what, [o[k] for o in outs], [r[k] for r in refs], cases, variants, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {len(cases)} cases passed (dw and db, N = 1 to 32)")
 
 
 def _batches(epoch_batches: Callable, name: str, n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    res = _call(epoch_batches, name, n, size, rng)
-    try:
-        batches = [np.asarray(i) for i in res]
-    except TypeError:
-        raise AssertionError(f"{name}: return a list of index arrays; got {type(res).__name__}") from None
-    if not batches or any(i.ndim != 1 or not np.issubdtype(i.dtype, np.integer) for i in batches):
-        raise AssertionError(f"{name}: return a list of 1-D integer index arrays (n={n}, batch_size={size})")
+    res = call(epoch_batches, name, n, size, rng)
+    want = f"return a list of index arrays, each a 1-D integer array (n={n}, batch_size={size})"
+    if not isinstance(res, (list, tuple)) or not res:
+        fail(name, f"{want}; got {type(res).__name__}" + (" (empty)" if isinstance(res, (list, tuple)) else ""))
+    batches = []
+    for i in res:
+        as_array(i, name, "a batch", nan_hint=want)  # None, a string, ragged, complex, NaN or inf: named
+        a = np.asarray(i)
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+            fail(name, f"{want}; one batch has shape {a.shape} and dtype {a.dtype}")
+        batches.append(a)
     return batches
 
 
@@ -196,42 +156,45 @@ def check_epoch_batches(epoch_batches: Callable) -> None:
         sizes = [len(i) for i in batches]
         want = [size] * (n // size) + ([n % size] if n % size else [])
         if len(np.unique(flat)) < len(flat):
-            raise AssertionError(
-                f"{name}: an example appears twice in one epoch (n={n}, batch_size={size}): sample "
+            fail(
+                name,
+                f"an example appears twice in one epoch (n={n}, batch_size={size}): sample "
                 "without replacement, e.g. split rng.permutation(n) into consecutive chunks; "
-                "rng.integers or rng.choice(..., replace=True) reuse examples"
+                "rng.integers or rng.choice(..., replace=True) reuse examples",
             )
         if len(flat) < n:
             drop = " Did you drop the last, smaller batch? Keep it." if len(flat) == n - n % size else ""
-            raise AssertionError(
-                f"{name}: {n - len(flat)} of the n={n} examples are never used (batch_size={size})." + drop
-            )
+            fail(name, f"{n - len(flat)} of the n={n} examples are never used (batch_size={size})." + drop)
         if flat.min() < 0 or flat.max() >= n:
-            raise AssertionError(f"{name}: indices must lie in 0..n-1 (n={n}); got {flat.min()}..{flat.max()}")
+            fail(name, f"indices must lie in 0..n-1 (n={n}); got {flat.min()}..{flat.max()}")
         if sizes != want:
-            raise AssertionError(
-                f"{name}: batch sizes {sizes} for n={n}, batch_size={size}; expected {want} "
-                "(full batches, then one smaller batch with the remainder)"
+            fail(
+                name,
+                f"batch sizes {sizes} for n={n}, batch_size={size}; expected {want} "
+                "(full batches, then one smaller batch with the remainder)",
             )
         if n > 10 and np.array_equal(flat, np.arange(n)):
-            raise AssertionError(f"{name}: the examples come in their stored order 0, 1, 2, ...: shuffle them")
+            fail(name, "the examples come in their stored order 0, 1, 2, ...: shuffle them")
         if n > 10 and all(np.array_equal(np.sort(i), np.arange(i.min(), i.max() + 1)) for i in batches):
-            raise AssertionError(
-                f"{name}: every batch is a block of consecutive examples, only the batch order is "
-                "shuffled; shuffle the examples themselves: rng.permutation(n)"
+            fail(
+                name,
+                "every batch is a block of consecutive examples, only the batch order is "
+                "shuffled; shuffle the examples themselves: rng.permutation(n)",
             )
     one, two = (_batches(epoch_batches, name, 100, 10, np.random.default_rng(5)) for _ in range(2))
     if not all(np.array_equal(a, b) for a, b in zip(one, two, strict=True)):
-        raise AssertionError(
-            f"{name}: two generators with the same seed gave different batches: draw from the rng "
-            "argument (rng.permutation), not from np.random.* or a new generator"
+        fail(
+            name,
+            "two generators with the same seed gave different batches: draw from the rng "
+            "argument (rng.permutation), not from np.random.* or a new generator",
         )
     rng = np.random.default_rng(6)
     a, b = (np.concatenate(_batches(epoch_batches, name, 100, 10, rng)) for _ in range(2))
     if np.array_equal(a, b):
-        raise AssertionError(
-            f"{name}: two epochs drawn from one generator have the same order: do not reseed inside "
-            "the function; each epoch needs a fresh permutation"
+        fail(
+            name,
+            "two epochs drawn from one generator have the same order: do not reseed inside "
+            "the function; each epoch needs a fresh permutation",
         )
     print(f"{name}: all checks passed (every example once per epoch, batch sizes, random order, uses rng)")
 
@@ -293,7 +256,7 @@ def check_sgd_epoch(sgd_epoch: Callable) -> None:
     name, cases = "check_sgd_epoch", _sgd_cases()
     outs = []
     for c in cases:
-        res = _call(
+        res = call(
             sgd_epoch,
             name,
             c["w"].copy(),
@@ -304,12 +267,118 @@ def check_sgd_epoch(sgd_epoch: Callable) -> None:
             [i.copy() for i in c["batches"]],
             logistic_grad,
         )
-        w, b = _pair(res, name, "(w, b)")
-        if np.shape(w) != c["w"].shape:
-            raise AssertionError(f"{name}: w must keep its shape {c['w'].shape}; got {np.shape(w)}")
-        outs.append(np.append(np.asarray(w, dtype=float), float(np.asarray(b))))
+        w, b = as_tuple(res, name, "sgd_epoch", "(w, b)", 2)
+        w = as_array(w, name, "w", c["w"].shape, shape_hint="w must keep its shape")
+        outs.append(np.append(w.astype(np.float64), as_number(b, name, "b")))
     refs = [_run(c) for c in cases]
-    if max(_err(o, r) for o, r in zip(outs, refs, strict=True)) > _TOL:
-        hint = "for idx in batches: dw, db = grad_fn(w, b, X[idx], y[idx]); w = w - lr * dw; b = b - lr * db"
-        _fail(name, "(w, b) after one epoch", outs, refs, cases, _SGD_VARIANTS, hint)
+    hint = "for idx in batches: dw, db = grad_fn(w, b, X[idx], y[idx]); w = w - lr * dw; b = b - lr * db"
+    judge(name, "(w, b) after one epoch", outs, refs, cases, _SGD_VARIANTS, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {len(cases)} cases passed (one step per batch, lr * mean gradient)")
+
+
+# ------------------------------------------------------------- the minibatch gradient's variance
+
+
+def _var_cases() -> list[dict]:
+    rng = np.random.default_rng(3)
+    cases = []
+    for r, p, label in [(5, 4, "R=5, P=4"), (3, 10, "R=3, P=10"), (40, 2, "R=40, P=2")]:
+        g = rng.normal(size=p)
+        cases.append({"label": label, "grads": g + rng.normal(size=(r, p)) * rng.uniform(0.5, 2, p), "full": g})
+    return cases
+
+
+_VAR_VARIANTS = [
+    ("biased: with the mean estimated from the same R gradients, divide by R - 1 (ddof=1), not R",
+     lambda c: c["grads"].var(axis=0).sum()),
+    ("per-coordinate average: the total variance E||g_B - g||^2 sums the P coordinates' variances (the trace of "
+     "the covariance), it does not average them", lambda c: c["grads"].var(axis=0, ddof=1).mean()),
+    ("variance over the wrong axis: grads is (R, P), one row per minibatch; take each coordinate's variance over "
+     "axis=0", lambda c: c["grads"].var(axis=1, ddof=1).sum()),
+    ("that is a standard deviation: return the variance (no square root)",
+     lambda c: np.sqrt(c["grads"].var(axis=0, ddof=1).sum())),
+    ("that is the squared norm of the mean gradient (the signal), not the spread around it",
+     lambda c: (c["grads"].mean(axis=0) ** 2).sum()),
+]  # fmt: skip
+_VAR_KNOWN_VARIANTS = [
+    ("with the true mean full_grad given, no degree of freedom is used up: divide by R, not R - 1",
+     lambda c: ((c["grads"] - c["full"]) ** 2).sum() / (len(c["grads"]) - 1)),
+    ("full_grad is given but not used: measure the deviations from full_grad, mean over the R rows of "
+     "||g_r - full_grad||^2", lambda c: c["grads"].var(axis=0, ddof=1).sum()),
+    ("per-coordinate average: sum the squared deviations over the P coordinates, average over the R rows",
+     lambda c: ((c["grads"] - c["full"]) ** 2).mean()),
+]  # fmt: skip
+
+
+def check_gradient_variance(gradient_variance: Callable) -> None:
+    """Check ``gradient_variance(grads, full_grad=None) -> float``, the total variance of minibatch gradients.
+
+    ``grads`` is ``(R, P)``. Without ``full_grad`` the mean is estimated from the rows (unbiased: divide by
+    ``R - 1``); with it, the deviations are taken from ``full_grad`` (divide by ``R``).
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake.
+    """
+    name, cases = "check_gradient_variance", _var_cases()
+    for known, variants in ((False, _VAR_VARIANTS), (True, _VAR_KNOWN_VARIANTS)):
+        args = [(c["grads"].copy(), c["full"].copy()) if known else (c["grads"].copy(),) for c in cases]
+        hint = "return one number, the sum over the P coordinates"
+        outs = [as_number(call(gradient_variance, name, *a), name, "the estimate", hint) for a in args]
+        if known:
+            refs = [((c["grads"] - c["full"]) ** 2).sum(axis=1).mean() for c in cases]
+        else:
+            refs = [c["grads"].var(axis=0, ddof=1).sum() for c in cases]
+        what = "the estimate with full_grad given" if known else "the estimate without full_grad"
+        hint = "sum over coordinates of each coordinate's variance across the R rows"
+        judge(name, what, outs, refs, cases, variants, _TOL, hint=hint, **_EXACT)
+    print(f"{name}: all {2 * len(cases)} cases passed (unbiased with an estimated mean, divide by R with a known one)")
+
+
+def _mb_cases() -> list[dict]:
+    rng = np.random.default_rng(4)
+    per = rng.normal(size=(20, 3)) * [1.0, 2.0, 0.5] + [0.3, -1.0, 0.0]
+    return [
+        {"label": f"n=20, N={m}, {'with' if rep else 'without'} replacement", "G": per, "N": m, "rep": rep}
+        for m in (1, 5, 20)
+        for rep in (True, False)
+    ]
+
+
+def _tr(c, ddof=0):
+    return c["G"].var(axis=0, ddof=ddof).sum()
+
+
+def _fpc(c, denom=1):
+    return 1.0 if c["rep"] else (len(c["G"]) - c["N"]) / (len(c["G"]) - denom)
+
+
+_MB_VARIANTS = [
+    ("no finite-population correction: without replacement multiply tr(Sigma) / N by (n - N) / (n - 1)",
+     lambda c: _tr(c) / c["N"]),
+    ("the correction is applied with replacement too: independent draws have variance tr(Sigma) / N",
+     lambda c: _tr(c) / c["N"] * (len(c["G"]) - c["N"]) / (len(c["G"]) - 1)),
+    ("the correction is (n - N) / n; for the population covariance (divide by n) it is (n - N) / (n - 1)",
+     lambda c: _tr(c) / c["N"] * _fpc(c, denom=0)),
+    ("Sigma divides by n - 1; here it is the population covariance of the n per-example gradients (divide by n)",
+     lambda c: _tr(c, ddof=1) / c["N"] * _fpc(c)),
+    ("not divided by the batch size N: the mean of N draws has 1/N of one draw's variance",
+     lambda c: _tr(c) * _fpc(c)),
+    ("per-coordinate average: tr(Sigma) sums the coordinates' variances", lambda c: _tr(c) / 3 / c["N"] * _fpc(c)),
+]  # fmt: skip
+
+
+def check_minibatch_variance(minibatch_variance: Callable) -> None:
+    """Check ``minibatch_variance(per_example_grads, batch_size, replace) -> float``, the predicted
+    ``E||g_B - g||^2`` of a batch of N drawn from n per-example gradients ``(n, P)``.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake.
+    """
+    name, cases = "check_minibatch_variance", _mb_cases()
+    outs = [as_number(call(minibatch_variance, name, c["G"].copy(), c["N"], c["rep"]), name, "the prediction")
+            for c in cases]  # fmt: skip
+    refs = [_tr(c) / c["N"] * _fpc(c) for c in cases]
+    hint = ("tr(Sigma) / N, times (n - N) / (n - 1) without replacement; tr(Sigma) = sum of per-coordinate "
+            "variances of the n rows (divide by n)")  # fmt: skip
+    judge(name, "the prediction", outs, refs, cases, _MB_VARIANTS, _TOL, hint=hint, **_EXACT)
+    print(f"{name}: all {len(cases)} cases passed (with and without replacement, N = 1 to n)")

@@ -1,4 +1,5 @@
-"""Graders for the chapter-5 exercises: batch norm for convolutional ``(N, C, H, W)`` inputs.
+"""Graders for the chapter-5 exercises (``book/exercises/05_conv_exercises``): batch norm for convolutional
+``(N, C, H, W)`` inputs.
 
 - :func:`check_spatial_forward` - ``forward(x, gamma, beta, eps) -> (out, cache)``, one mean and variance per
   channel over ``(N, H, W)``;
@@ -16,12 +17,25 @@ the dtype returned (1e-7 for float64, 1e-3 otherwise), as a fraction of each cha
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
 import numpy as np
 
-from bncourse.checks.batchnorm import _EPS_GUESSES, _tol, _tuple
+from bncourse.checks.base import (
+    EPS_GUESSES,
+    Variants,
+    as_array,
+    as_number,
+    as_tuple,
+    call,
+    fail,
+    forward_first,
+    judge,
+    tol_for,
+    verdict,
+)
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
 __all__ = ["check_fold_conv_bias", "check_spatial_backward", "check_spatial_forward", "check_spatial_via_2d"]
@@ -30,6 +44,7 @@ AX = (0, 2, 3)  # BN's axes for (N, C, H, W): the batch and both spatial axes
 _RIGHT = "mu and var per channel over axis=(0, 2, 3) (biased var), x_hat = (x - mu) / sqrt(var + eps)"
 _BCAST = "gamma and beta have shape (C,): reshape them to (1, C, 1, 1) so they line up with axis 1"
 _DX = "dx = gamma / std * (dout - mean(dout) - x_hat * mean(dout * x_hat)), means over axis=(0, 2, 3)"
+_KEEP = f"{_BCAST}, or reduce with keepdims=True"
 
 
 def _case(label: str, shape: tuple[int, ...], eps: float, rng: np.random.Generator, tiny: bool = False) -> _Case:
@@ -82,7 +97,6 @@ def _reshaped(c: _Case, move: bool, back: bool) -> Any:
     return out2.reshape(n, h, w, ch).transpose(0, 3, 1, 2) if back else out2.reshape(n, ch, h, w)
 
 
-_Variants = list[tuple[str, Callable[[_Case], Any]]]
 _AXES_HINTS = [
     ((0,), "per-pixel statistics: you averaged over the batch only (axis=0), one mean per (c, h, w) and "
            "from N values; BN in a convnet takes one mean and var per channel over axis=(0, 2, 3)"),
@@ -94,7 +108,7 @@ _AXES_HINTS = [
     ((0, 2), "the width axis is missing: you reduced over axis=(0, 2); BN: axis=(0, 2, 3)"),
     ((0, 3), "the height axis is missing: you reduced over axis=(0, 3); BN: axis=(0, 2, 3)"),
 ]  # fmt: skip
-_FORWARD: _Variants = [
+_FORWARD: Variants = [
     *[(hint, lambda c, a=a: _bn(c, a)) for a, hint in _AXES_HINTS],
     ("x.reshape(-1, C) without moving the channels last mixes channels and positions: use "
      "x.transpose(0, 2, 3, 1).reshape(-1, C), and transpose back after", lambda c: _reshaped(c, False, False)),
@@ -106,7 +120,7 @@ _FORWARD: _Variants = [
      lambda c: _bn(c, ddof=1)),
     ("eps is missing (or far too small): use sqrt(var + eps)", lambda c: _bn(c, eps=0.0)),
     *[(f"eps is ignored: your out matches eps = {e:g} hard-coded; use the eps argument",
-       lambda c, e=e: _bn(c, eps=e)) for e in _EPS_GUESSES],
+       lambda c, e=e: _bn(c, eps=e)) for e in EPS_GUESSES],
     ("eps added outside the square root: sqrt(var + eps)", lambda c: _bn(c, sd="outside")),
     ("divided by the variance, not the standard deviation: sqrt(var + eps)", lambda c: _bn(c, sd="var")),
     ("gamma and beta swapped: out = gamma * x_hat + beta", lambda c: c.b4 * c.xh + c.g4),
@@ -114,7 +128,7 @@ _FORWARD: _Variants = [
     ("beta left out: out = gamma * x_hat + beta", lambda c: c.g4 * c.xh),
     ("gamma and beta both left out: you returned x_hat", lambda c: c.xh),
 ]  # fmt: skip
-_DXV: _Variants = [
+_DXV: Variants = [
     ("dx treats mu and var as constants; add the paths through them", lambda c: c.g4 / c.std * c.dout),
     ("dx is missing the variance path (the x_hat * mean(dout * x_hat) term)", lambda c: _dx(c, c.md, 0)),
     ("dx is missing the mean path (the mean(dout) term)", lambda c: _dx(c, 0, c.mdx)),
@@ -130,14 +144,14 @@ _DXV: _Variants = [
     ("dx is missing the division by std = sqrt(var + eps)", lambda c: _dx(c, c.md, c.mdx) * c.std),
     ("dx has the sign of the variance path wrong: - x_hat * mean(dout * x_hat)", lambda c: _dx(c, c.md, -c.mdx)),
 ]  # fmt: skip
-_DGV: _Variants = [
+_DGV: Variants = [
     ("dgamma takes the mean instead of the sum: dgamma = sum(dout * x_hat, axis=(0, 2, 3))",
      lambda c: (c.dout * c.xh).mean(AX)),
     ("dgamma uses x instead of x_hat", lambda c: (c.dout * c.x).sum(AX)),
     ("dgamma is missing the x_hat factor: dgamma = sum(dout * x_hat, axis=(0, 2, 3))", lambda c: c.dout.sum(AX)),
     ("dgamma is multiplied by gamma", lambda c: (c.dout * c.xh).sum(AX) * c.gamma),
 ]  # fmt: skip
-_DBV: _Variants = [
+_DBV: Variants = [
     ("dbeta takes the mean instead of the sum: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.mean(AX)),
     ("dbeta is multiplied by gamma: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.sum(AX) * c.gamma),
     ("dbeta is multiplied by x_hat (that is dgamma)", lambda c: (c.dout * c.xh).sum(AX)),
@@ -159,78 +173,41 @@ def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
     return np.abs(ref).max(AX, keepdims=True) if ref.ndim == 4 else np.abs(ref).max()
 
 
-def _err(a: Any, ref: np.ndarray, scale: np.ndarray) -> float:
-    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    if a.shape != ref.shape:
-        return np.inf
-    with np.errstate(all="ignore"):
-        e = np.max(np.abs(a - ref) / np.maximum(scale, 1e-12))
-    return float(e) if np.isfinite(e) else np.inf
+def _shape_hint(what: str, shape: tuple[int, ...]) -> Callable[[tuple[int, ...]], str]:
+    """What a wrong shape of ``what`` (expected ``shape``: (N, C, H, W) or (C,)) suggests."""
 
-
-def _call(fn: Callable, name: str, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except AssertionError:
-        raise
-    except Exception as e:
-        hint = ""
-        if isinstance(e, ValueError) and "broadcast" in str(e):
-            hint = f" (a shape mismatch: {_BCAST}, or reduce with keepdims=True)"
-        elif isinstance(e, NotImplementedError):
-            hint = " (the exercise is not filled in yet)"
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
-
-
-def _array(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
-    if v is None:
-        raise AssertionError(f"{name}: {what} is None: fill in the exercise (compute {what} and return it)")
-    a = np.asarray(v)
-    if a.shape != shape:
-        hint = f"{what} must have the shape {shape}"
-        if len(shape) == 4 and a.ndim == 4 and a.shape[:3] == shape[:3]:
-            hint += f"; it grew along the last axis: {_BCAST}"
-        elif len(shape) == 4 and a.ndim == 4:
-            hint += f"; check how gamma and beta broadcast ({_BCAST}) and the order of any transpose"
-        elif len(shape) == 1 and a.ndim == 3:
-            hint += "; it is reduced over the batch only: sum over axis=(0, 2, 3)"
-        elif len(shape) == 1 and a.size == shape[0]:
-            hint += "; make it 1-D: reduce over axis=(0, 2, 3) without keepdims=True"
-        raise AssertionError(f"{name}: {what} has the wrong shape {a.shape}; {hint}")
-    a = a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise AssertionError(f"{name}: {what} contains NaN or inf: a division by zero? eps goes in sqrt(var + eps)")
-    return a
-
-
-def _verdict(key: str, outs: list, refs: list, cases: list[_Case], variants: _Variants, tol: float) -> str:
-    """'' when right, else a message naming the matching wrong variant or the failing cases."""
-    errs = [_err(o, r, _scale(key, c, r)) for o, r, c in zip(outs, refs, cases, strict=True)]
-    if max(errs) <= tol:
+    def hint(got: tuple[int, ...]) -> str:
+        if len(shape) == 4 and len(got) == 4 and got[:3] == shape[:3]:
+            return f"it grew along the last axis: {_BCAST}"
+        if len(shape) == 4 and len(got) == 4:
+            return f"check how gamma and beta broadcast ({_BCAST}) and the order of any transpose"
+        if len(shape) == 1 and len(got) == 3:
+            return "it is reduced over the batch only: sum over axis=(0, 2, 3)"
+        if len(shape) == 1 and int(np.prod(got)) == shape[0]:
+            return "make it 1-D: reduce over axis=(0, 2, 3) without keepdims=True"
         return ""
-    for hint, fn in variants:
-        with np.errstate(all="ignore"):
-            if all(_err(o, fn(c), _scale(key, c, r)) <= 3 * tol for o, r, c in zip(outs, refs, cases, strict=True)):
-                return f"{key} is wrong: {hint}"
-    bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
-    return (f"{key} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {max(errs):.2e} of "
-            f"the scale (tolerance {tol:.0e}). Hint: {_DX if key == 'dx' else _RIGHT}")  # fmt: skip
+
+    return hint
+
+
+def _out(v: Any, name: str, what: str, shape: tuple[int, ...]) -> np.ndarray:
+    return as_array(v, name, what, shape, shape_hint=_shape_hint(what, shape))
 
 
 def _run_forward(forward: Callable, name: str, extra: tuple = (), what: str = "forward") -> tuple[list, list, float]:
     cases, outs, caches = _cases(), [], []
     for c in cases:
-        res = _call(forward, f"{name}: {what}", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps, *extra)
-        out, cache = _tuple(res, name, what, "(out, cache)", 2)
-        outs.append(_array(out, name, "out", c.x.shape))
+        res = call(
+            forward, f"{name}: {what}", c.x.copy(), c.gamma.copy(), c.beta.copy(), c.eps, *extra, shape_hint=_KEEP
+        )
+        out, cache = as_tuple(res, name, what, "(out, cache)", 2)
+        outs.append(_out(out, name, "out", c.x.shape))
         caches.append(cache)
-    tol = _tol(*outs)
+    tol = tol_for(*outs)
     refs = [batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[0] for c in cases]
     variants = _FORWARD + [("channels moved last but not moved back: after the 2-D batchnorm, reshape to "
                             "(N, H, W, C) and transpose(0, 3, 1, 2)", lambda c: _reshaped(c, True, False))]  # fmt: skip
-    msg = _verdict("out", outs, refs, cases, variants, tol)
-    if msg:
-        raise AssertionError(f"{name}: {msg}")
+    judge(name, "out", outs, refs, cases, variants, tol, scale=partial(_scale, "out"), hint=_RIGHT)
     return cases, caches, tol
 
 
@@ -251,23 +228,23 @@ def check_spatial_backward(forward: Callable, backward: Callable) -> None:
         AssertionError: naming the likely mistake; a wrong forward is reported first.
     """
     name = "check_spatial_backward"
-    try:
-        cases, caches, ftol = _run_forward(forward, "check_spatial_forward")
-    except AssertionError as e:
-        raise AssertionError(f"{name}: fix your forward first (run check_spatial_forward). It reports: {e}") from e
+    cases, caches, ftol = forward_first(
+        lambda: _run_forward(forward, "check_spatial_forward"), name, "check_spatial_forward"
+    )
     got: dict[str, list] = {"dx": [], "dgamma": [], "dbeta": []}
     refs: dict[str, list] = {"dx": [], "dgamma": [], "dbeta": []}
     for c, cache in zip(cases, caches, strict=True):
-        res = _tuple(_call(backward, f"{name}: backward", c.dout.copy(), cache), name, "backward",
+        res = as_tuple(call(backward, f"{name}: backward", c.dout.copy(), cache, shape_hint=_KEEP), name, "backward",
                      "(dx, dgamma, dbeta)", 3)  # fmt: skip
         ref = batchnorm_backward(c.dout, batchnorm_forward(c.x, c.gamma, c.beta, c.eps)[1])
         for k, v, r in zip(got, res, ref, strict=True):
-            got[k].append(_array(v, name, k, r.shape))
+            got[k].append(_out(v, name, k, r.shape))
             refs[k].append(r)
     variants = {"dx": _DXV, "dgamma": _DGV, "dbeta": _DBV}
-    msgs = [_verdict(k, got[k], refs[k], cases, variants[k], max(_tol(*got[k]), ftol)) for k in got]
+    msgs = [verdict(k, got[k], refs[k], cases, variants[k], max(tol_for(*got[k]), ftol), scale=partial(_scale, k),
+                    hint=_DX if k == "dx" else _RIGHT) for k in got]  # fmt: skip
     if any(msgs):
-        raise AssertionError(f"{name}: " + "\n".join(m for m in msgs if m))
+        fail(name, "\n".join(m for m in msgs if m))
     print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta")
 
 
@@ -287,19 +264,20 @@ def check_spatial_via_2d(forward_2d: Callable) -> None:
         x2 = np.asarray(x2)
         calls.append(x2.shape)
         if x2.ndim != 2:
-            raise AssertionError(f"{name}: bn2d needs a 2-D array (N*H*W, C); got shape {x2.shape}")
+            fail(name, f"bn2d needs a 2-D array (N*H*W, C); got shape {x2.shape}")
         if x2.shape[1] != np.size(gamma):
-            raise AssertionError(
-                f"{name}: bn2d got shape {x2.shape} with {np.size(gamma)} channels: its columns must be the C "
+            fail(
+                name,
+                f"bn2d got shape {x2.shape} with {np.size(gamma)} channels: its columns must be the C "
                 "channels (rows: every image and position). x.reshape(N, -1) makes one feature per pixel; use "
-                "x.transpose(0, 2, 3, 1).reshape(-1, C)"
+                "x.transpose(0, 2, 3, 1).reshape(-1, C)",
             )
         return batchnorm_forward(x2, gamma, beta, eps)
 
     cases, _, tol = _run_forward(forward_2d, name, extra=(bn2d,), what="forward_2d")
     want = [(c.m, c.x.shape[1]) for c in cases]
     if not set(want) <= set(calls):
-        raise AssertionError(f"{name}: call bn2d on the (N*H*W, C) array of channels-last values (shapes {want})")
+        fail(name, f"call bn2d on the (N*H*W, C) array of channels-last values (shapes {want})")
     print(f"{name}: all {len(cases)} cases passed, through bn2d on (N*H*W, C) arrays (tolerance {tol:.0e})")
 
 
@@ -326,11 +304,14 @@ def check_fold_conv_bias(fold: Callable) -> None:
         b = rng.uniform(-3, 3, ch)
         bn = {"gamma": rng.uniform(0.5, 2, ch), "beta": rng.normal(0, 1, ch), "running_mean": rng.normal(0, 1, ch),
               "running_var": rng.uniform(0.5, 2, ch), "eps": 1e-5}  # fmt: skip
-        new = _call(fold, f"{name}: fold", b.copy(), {k: np.copy(v) for k, v in bn.items()})
+        new = call(fold, f"{name}: fold", b.copy(), {k: np.copy(v) for k, v in bn.items()})
         if not isinstance(new, dict) or not {"gamma", "beta", "running_mean", "running_var"} <= set(new):
-            raise AssertionError(f"{name}: return a dict with gamma, beta, running_mean, running_var (and eps)")
-        p = {k: np.asarray(new[k], dtype=np.float64) for k in ("gamma", "beta", "running_mean", "running_var")}
-        eps = float(new.get("eps", bn["eps"]))
+            fail(name, f"return a dict with gamma, beta, running_mean, running_var (and eps); got {type(new).__name__}")
+        p = {
+            k: as_array(new[k], name, k, (ch,)).astype(np.float64)
+            for k in ("gamma", "beta", "running_mean", "running_var")
+        }
+        eps = as_number(new.get("eps", bn["eps"]), name, "eps")
 
         zb = z + b.reshape(1, -1, 1, 1)
         train_ok = np.allclose(batchnorm_forward(z, p["gamma"], p["beta"], eps)[0],
@@ -356,5 +337,5 @@ def check_fold_conv_bias(fold: Callable) -> None:
         else:
             hint = "in eval mode BN subtracts running_mean, which was collected with the bias in it"
         modes = ", ".join(m for m, ok in (("training", train_ok), ("eval", eval_ok)) if not ok)
-        raise AssertionError(f"{name}: the output changes in {modes} mode. Hint: {hint}")
+        fail(name, f"the output changes in {modes} mode. Hint: {hint}")
     print(f"{name}: both cases passed; training- and eval-mode outputs are unchanged without the bias")

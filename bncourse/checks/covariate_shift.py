@@ -1,5 +1,5 @@
-"""Graders for the chapter-2 exercises: saturation, the ICS measure, ZCA whitening (the noisy-BN transform is
-graded in :mod:`bncourse.checks.noisy_bn`).
+"""Graders for the chapter-2 exercises (``book/exercises/02_covariate_shift_exercises``): saturation, the ICS
+measure, Santurkar et al.'s noisy BN, ZCA whitening.
 
 Each checker runs the student's function on several fixed cases, compares it with a reference, prints one
 line when they agree and raises ``AssertionError`` with a hint naming the likely mistake when they do not
@@ -14,37 +14,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_gradient_change", "check_saturated_fraction", "check_zca_whitening"]
+from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, match, rel_err
+
+__all__ = ["check_gradient_change", "check_noisy_bn", "check_saturated_fraction", "check_zca_whitening"]
 
 
-def _call(fn: Callable, name: str, *args: Any, shape_hint: str = "") -> Any:
-    """Call student code; re-raise anything it raises as an AssertionError, chained to the original."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        hint = " (the exercise is not filled in yet)" if isinstance(e, NotImplementedError) else ""
-        if isinstance(e, ValueError) and shape_hint and any(w in str(e) for w in ("shape", "align", "broadcast")):
-            hint = f" (a shape mismatch: {shape_hint})"
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
-
-
-def _number(v: Any, name: str, what: str, hint: str) -> float:
-    """A student's scalar as a float, or an AssertionError saying why it is not one."""
-    if v is None:
-        raise AssertionError(f"{name}: {what} is None: fill in the exercise and return {what}")
-    a = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v)
-    if a.size != 1:
-        raise AssertionError(f"{name}: {what} must be one number; got an array of shape {a.shape}. {hint}")
-    if np.iscomplexobj(a):
-        raise AssertionError(f"{name}: {what} is complex ({a}); {hint}")
-    return float(a.reshape(()))
-
-
-def _first_match(value: Any, variants: list[tuple[str, Any]], close: Callable[[Any, Any], bool]) -> str | None:
-    for hint, v in variants:
-        if close(value, v):
-            return hint
-    return None
+def _first_match(value: Any, variants: list[tuple[str, Any]]) -> str | None:
+    """The hint of the first ``(hint, value)`` pair whose value equals ``value`` (to 1e-6, relative)."""
+    return match([value], [None], [(hint, lambda _, v=v: v) for hint, v in variants], 1e-6)
 
 
 # ------------------------------------------------------------------------------- exercise 1: saturation
@@ -76,7 +53,7 @@ def check_saturated_fraction(saturated_fraction: Callable[[np.ndarray, float], A
     name = "check_saturated_fraction"
     for label, z, thr in _saturation_cases():
         per = "; a single fraction over all entries: (np.abs(z) > threshold).mean()"
-        got = _number(_call(saturated_fraction, name, z.copy(), thr), name, "the fraction", f"Return{per[1:]}")
+        got = as_number(call(saturated_fraction, name, z.copy(), thr), name, "the fraction", f"Return{per[1:]}")
         ref = float((np.abs(z) > thr).mean())
         if abs(got - ref) <= 1e-6:  # fractions are multiples of 1 / z.size >= 1e-4: float32 is fine
             continue
@@ -91,10 +68,11 @@ def check_saturated_fraction(saturated_fraction: Callable[[np.ndarray, float], A
             ("the threshold argument is ignored (a hard-coded 4?): compare with the threshold passed in",
              (np.abs(z) > 4.0).mean()),
         ]  # fmt: skip
-        hint = _first_match(got, variants, lambda a, b: abs(a - float(b)) <= 1e-6 * max(1.0, abs(float(b))))
-        raise AssertionError(
-            f"{name}: wrong for {label}: got {got:.6g}, expected {ref:.6g}. "
-            + (f"Hint: {hint}" if hint else "Hint: count the entries with np.abs(z) > threshold and divide by z.size")
+        hint = _first_match(got, variants)
+        fail(
+            name,
+            f"wrong for {label}: got {got:.6g}, expected {ref:.6g}. "
+            + (f"Hint: {hint}" if hint else "Hint: count the entries with np.abs(z) > threshold and divide by z.size"),
         )
     print(f"{name}: all {len(_saturation_cases())} cases passed")
 
@@ -158,22 +136,19 @@ def check_gradient_change(gradient_change: Callable[[list, list], Any]) -> None:
     cases = _ics_cases()
     for label, g, h in cases:
         flat = "flatten each array (a.ravel()) and concatenate them (np.concatenate) before norms and dot products"
-        res = _call(gradient_change, name, [a.copy() for a in g], [a.copy() for a in h], shape_hint=flat)
-        if not isinstance(res, tuple) or len(res) != 2:
-            raise AssertionError(f"{name}: return a tuple (l2, cos); got {type(res).__name__}")
-        got = (_number(res[0], name, "l2", flat), _number(res[1], name, "cos", flat))
+        res = call(gradient_change, name, [a.copy() for a in g], [a.copy() for a in h], shape_hint=flat)
+        l2, cos = as_tuple(res, name, "gradient_change", "(l2, cos)", 2)
+        got = (as_number(l2, name, "l2", flat), as_number(cos, name, "cos", flat))
         fg, fh = np.concatenate([a.ravel() for a in g]), np.concatenate([a.ravel() for a in h])
         ref = (float(np.linalg.norm(fg - fh)), float(fg @ fh / (np.linalg.norm(fg) * np.linalg.norm(fh))))
 
-        def close(a: tuple, b: tuple) -> bool:
-            return all(abs(x - float(y)) <= 1e-6 * max(1.0, abs(float(y))) for x, y in zip(a, b, strict=True))
-
-        if close(got, ref):
+        if rel_err(got, ref) <= 1e-6:
             continue
-        hint = _first_match(got, _ics_variants(g, h), close)
-        raise AssertionError(
-            f"{name}: wrong for {label}: got (l2, cos) = ({got[0]:.6g}, {got[1]:.6g}), expected "
-            f"({ref[0]:.6g}, {ref[1]:.6g}). Hint: " + (hint or flat)
+        hint = _first_match(got, _ics_variants(g, h))
+        fail(
+            name,
+            f"wrong for {label}: got (l2, cos) = ({got[0]:.6g}, {got[1]:.6g}), expected "
+            f"({ref[0]:.6g}, {ref[1]:.6g}). Hint: " + (hint or flat),
         )
     print(f"{name}: all {len(cases)} cases passed")
 
@@ -225,29 +200,134 @@ def check_zca_whitening(zca_whitening_matrix: Callable[[np.ndarray, float], Any]
     name = "check_zca_whitening"
     cases = _zca_cases()
     for label, x, eps in cases:
-        res = _call(zca_whitening_matrix, name, x.copy(), eps)
-        if res is None:
-            raise AssertionError(f"{name}: returned None: fill in the exercise and return W")
-        w = np.asarray(res)
         d = x.shape[1]
-        if w.shape != (d, d):
-            raise AssertionError(f"{name}: W must be (D, D) = {(d, d)}; got {w.shape}. The covariance is xc.T @ xc / N")
-        if np.iscomplexobj(w):
-            raise AssertionError(f"{name}: W is complex: use np.linalg.eigh (symmetric matrices), not np.linalg.eig")
+        hint = "W must be (D, D); the covariance is xc.T @ xc / N"
+        w = as_array(call(zca_whitening_matrix, name, x.copy(), eps), name, "W", (d, d), shape_hint=hint)
         xc = x - x.mean(0)
         lam, u = np.linalg.eigh(xc.T @ xc / len(x))
         ref = u @ np.diag((lam + eps) ** -0.5) @ u.T
         scale = np.abs(ref).max()
         if np.abs(w - ref).max() <= 1e-6 * scale:
             continue
-        close = lambda a, b: a.shape == b.shape and np.abs(a - b).max() <= 1e-6 * np.abs(b).max()  # noqa: E731
-        hint = _first_match(w, _zca_variants(x, eps), close)
+        hint = _first_match(w, _zca_variants(x, eps))
         if hint is None:
             white = (xc @ w).T @ (xc @ w) / len(x)
             if np.abs(white - np.eye(d)).max() < 1e-3 and np.abs(w - w.T).max() > 1e-8 * scale:
                 hint = "your W whitens x but is not symmetric (Cholesky or PCA whitening?): ZCA is U diag(...) U^T"
-        raise AssertionError(
-            f"{name}: W is wrong for {label} (max error {np.abs(w - ref).max():.2e}). Hint: "
-            + (hint or "lam, U = np.linalg.eigh(xc.T @ xc / N); W = U @ np.diag(1 / np.sqrt(lam + eps)) @ U.T")
+        fail(
+            name,
+            f"W is wrong for {label} (max error {np.abs(w - ref).max():.2e}). Hint: "
+            + (hint or "lam, U = np.linalg.eigh(xc.T @ xc / N); W = U @ np.diag(1 / np.sqrt(lam + eps)) @ U.T"),
         )
     print(f"{name}: all {len(cases)} cases passed")
+
+
+# ------------------------------------------------------------------------------- exercise 3: noisy BN
+# Grader for the chapter-2 exercise on Santurkar et al.'s noisy BN: ``noisy_bn(y, rng, ...) -> s * y + m``.
+#
+# The output is random, so the checker calls the student's function a few hundred times on known BN outputs
+# ``y`` ``(N, D)``, recovers from each output the scale ``s_j`` and shift ``m_j`` of every unit ``j`` by a
+# least-squares line per column, and tests their statistics against the noise model: per call (step)
+# ``mu_t ~ U(-n_mu, n_mu)`` and ``sigma_t ~ U(1, n_sigma)``; per unit ``m_j ~ U(mu_t - r_mu, mu_t + r_mu)``
+# and ``s_j ~ N(sigma_t, r_sigma^2)``. The tolerances are many standard errors wide.
+
+_N, _D, _CALLS = 16, 64, 200
+_CASES = (
+    ("the default noise (n_mu=0.5, n_sigma=1.25, r_mu=0.1, r_sigma=0.1)", (0.5, 1.25, 0.1, 0.1)),
+    ("n_mu=1.0, n_sigma=2.0, r_mu=0.3, r_sigma=0.2", (1.0, 2.0, 0.3, 0.2)),
+)
+
+
+def _fit(y: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per column, ``out = s * y + m`` by least squares: ``s`` (D,), ``m`` (D,), largest residual."""
+    yc = y - y.mean(0)
+    s = (yc * (out - out.mean(0))).sum(0) / (yc**2).sum(0)
+    m = out.mean(0) - s * y.mean(0)
+    return s, m, float(np.abs(out - (s * y + m)).max())
+
+
+def _run(fn: Callable, name: str, params: tuple[float, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Call the student's function ``_CALLS`` times; return the recovered ``s`` and ``m``, ``(_CALLS, D)`` each."""
+    rng_y = np.random.default_rng(99)
+    rng = np.random.default_rng(seed)
+    scales, shifts = [], []
+    for _ in range(_CALLS):
+        y = rng_y.normal(size=(_N, _D))
+        y = (y - y.mean(0)) / y.std(0)  # a BN output: each column has mean 0 and variance 1
+        res = call(fn, f"{name}: noisy_bn", y.copy(), rng, *params)
+        hint = "the output must have the shape of y; m and s have one value per unit (column): shape (D,), broadcast"
+        out = as_array(res, name, "the output of noisy_bn", y.shape, shape_hint=hint + " over the batch")
+        out = out.astype(np.float64)
+        s, m, resid = _fit(y, out)
+        if resid > 1e-6:
+            fail(
+                name,
+                "the output is not s * y + m with one s and one m per unit (column): the noise must be "
+                "the same for every example of the batch within a step. Draw m and s with size=D, not size=y.shape",
+            )
+        scales.append(s)
+        shifts.append(m)
+    return np.array(scales), np.array(shifts)
+
+
+def _diagnose(s: np.ndarray, m: np.ndarray, params: tuple[float, ...]) -> str | None:
+    """The first violated property of the noise model, as a hint; None when all hold."""
+    n_mu, n_sigma, r_mu, r_sigma = params
+    mu_t, sigma_t = m.mean(1), s.mean(1)  # per-call estimates, (_CALLS,)
+    s_sd = s.std(1, ddof=1).mean()  # within a call, over units
+    m_range = np.ptp(m, axis=1).max()
+    checks = [
+        (np.allclose(s, 1.0, atol=1e-9), "the scale is missing: every unit's scale s is 1; return s * y + m"),
+        (np.allclose(m, 0.0, atol=1e-9), "the shift is missing: every unit's shift m is 0; return s * y + m"),
+        ((s < 0.5).mean() > 0.05 and (np.abs(m - 1.0) < 0.5).mean() > 0.5,
+         "scale and shift look swapped: the output is s * y + m with s ~ N(sigma_t, r_sigma) near 1 and m near mu_t"),
+        (np.ptp(mu_t) < 1e-9 and np.ptp(sigma_t) < 1e-9,
+         "every call gives the same noise: draw it from the rng argument at every call (a step), do not create or "
+         "re-seed a generator inside the function"),
+        (np.std(mu_t) < 0.1 * n_mu and m_range > 2 * r_mu + 0.05,
+         "m looks drawn around 0 for each unit: first draw mu_t ~ U(-n_mu, n_mu) once per call, then each m_j ~ "
+         "U(mu_t - r_mu, mu_t + r_mu)"),
+        (np.std(mu_t) < 0.1 * n_mu, "mu_t does not change between calls: draw mu_t ~ U(-n_mu, n_mu) at every call"),
+        (np.std(sigma_t) < 0.1 * (n_sigma - 1),
+         "sigma_t does not change between calls: draw sigma_t ~ U(1, n_sigma) at every call"),
+        (m_range > 2 * r_mu + 1e-6,
+         f"the shifts of one call spread over {m_range:.3f}, more than 2 r_mu = {2 * r_mu:g}: draw m_j ~ "
+         "U(mu_t - r_mu, mu_t + r_mu) (uniform, within r_mu of mu_t)"),
+        (np.ptp(m, axis=1).mean() < 0.5 * (2 * r_mu) * (1 - 2 / (_D + 1)),
+         "the shifts of one call hardly differ between units: draw one m_j per unit from U(mu_t - r_mu, mu_t + r_mu)"),
+        (abs(s_sd - r_sigma) > 0.15 * r_sigma,
+         f"within a call the scales s_j have standard deviation {s_sd:.3f}, not r_sigma = {r_sigma:g}: draw "
+         "s_j ~ N(sigma_t, r_sigma) per unit (normal, standard deviation r_sigma)"),
+        (np.abs(mu_t).max() > n_mu + r_mu or abs(np.std(mu_t) - n_mu / np.sqrt(3)) > 0.25 * n_mu / np.sqrt(3),
+         f"the per-call mean shift mu_t is not U(-n_mu, n_mu) (observed range {mu_t.min():.2f} to {mu_t.max():.2f})"),
+        (sigma_t.min() < 1 - 0.05 or sigma_t.max() > n_sigma + 0.05
+         or abs(sigma_t.mean() - (1 + n_sigma) / 2) > 0.15 * (n_sigma - 1),
+         f"the per-call mean scale sigma_t is not U(1, n_sigma) (observed {sigma_t.min():.2f} to {sigma_t.max():.2f}, "
+         f"mean {sigma_t.mean():.3f}, expected mean {(1 + n_sigma) / 2:g})"),
+    ]  # fmt: skip
+    return next((hint for bad, hint in checks if bad), None)
+
+
+def check_noisy_bn(noisy_bn: Callable[..., Any]) -> None:
+    """Check ``noisy_bn(y, rng, n_mu, n_sigma, r_mu, r_sigma)`` (parameters passed positionally).
+
+    Args:
+        noisy_bn: the student's function: ``y`` ``(N, D)`` BN outputs of one step, ``rng`` a
+            ``np.random.Generator`` to draw all the noise from; returns ``s * y + m`` ``(N, D)``.
+
+    Raises:
+        AssertionError: with a hint naming the likely mistake.
+    """
+    name = "check_noisy_bn"
+    for k, (label, params) in enumerate(_CASES):
+        s, m = _run(noisy_bn, name, params, seed=10 + k)
+        hint = _diagnose(s, m, params)
+        default_ok = k == 1 and _diagnose(*_run(noisy_bn, name, _CASES[0][1], seed=10), _CASES[0][1]) is None
+        if hint is not None and default_ok:
+            hint = f"right for the default noise, wrong for other values: use the arguments, not fixed numbers ({hint})"
+        if hint is not None:
+            fail(name, f"wrong with {label}: {hint}")
+    again = _run(noisy_bn, name, _CASES[0][1], seed=10)
+    if not np.array_equal(again[0], _run(noisy_bn, name, _CASES[0][1], seed=10)[0]):
+        fail(name, "two runs with the same seeded rng differ: draw every random number from rng")
+    print(f"{name}: the noise has the right structure and statistics over {_CALLS} calls, for {len(_CASES)} settings")

@@ -1,6 +1,7 @@
-"""Graders for the chapter-7 exercises: Layer Norm forward, spatial Group Norm forward and backward (numpy).
+"""Graders for the chapter-7 exercises (``book/exercises/07_alternatives_exercises``): Layer Norm forward,
+spatial Group Norm forward and backward (numpy).
 
-As in :mod:`bncourse.checks.batchnorm`, each checker runs the student's functions on copies of a few fixed
+Built on the kit of :mod:`bncourse.checks.base`: each checker runs the student's functions on copies of a few fixed
 cases, compares with the references in :mod:`bncourse.norms.group`, prints one line when they agree, and
 otherwise raises ``AssertionError`` with a hint naming the likely mistake, found by computing known-wrong
 variants (normalising over the batch, groups reshaped in the wrong order, gamma per group, unbiased
@@ -16,18 +17,16 @@ Signatures: ``layernorm_forward(x, gamma, beta, eps) -> (out, cache)`` with ``x`
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
 import numpy as np
 
-from bncourse.checks.batchnorm import _EPS_GUESSES, _tol, _tuple
-from bncourse.gradcheck import rel_error
+from bncourse.checks import base as kit
 from bncourse.norms.group import groupnorm_backward, groupnorm_forward, layernorm_forward
 
 __all__ = ["check_layernorm_forward", "check_spatial_groupnorm_backward", "check_spatial_groupnorm_forward"]
-
-_Variants = list[tuple[str, Callable[[_Case], np.ndarray]]]  # (hint naming the mistake, output with it)
 
 
 def _std(x: np.ndarray, axes: tuple[int, ...] | None, eps: float, ddof: int = 0, how: str = "sqrt") -> np.ndarray:
@@ -109,12 +108,12 @@ def _gn_cases() -> list[_Case]:
             _gn_case("N=2, C=8, H=3, W=2, G=4, eps=0.1", x(2, 8, 3, 2), 4, rng, eps=0.1)]  # fmt: skip
 
 
-def _common(std: Callable[..., np.ndarray]) -> _Variants:
+def _common(std: Callable[..., np.ndarray]) -> kit.Variants:
     """Mistakes shared by both forwards; ``std(c, **kw)`` is x_hat computed over the right axes."""
     return [
         ("eps is missing (or far too small): use sqrt(var + eps)", lambda c: _gb(c, std(c, eps=0.0))),
         *[(f"eps is ignored: your out matches eps = {e:g} hard-coded, whatever eps is passed; use the eps argument",
-           lambda c, e=e: _gb(c, std(c, eps=e))) for e in _EPS_GUESSES],
+           lambda c, e=e: _gb(c, std(c, eps=e))) for e in kit.EPS_GUESSES],
         ("eps added outside the square root (sqrt(var) + eps); it belongs inside: sqrt(var + eps)",
          lambda c: _gb(c, std(c, how="outside"))),
         ("divided by the variance instead of the standard deviation: x_hat = (x - mu) / sqrt(var + eps)",
@@ -137,14 +136,14 @@ def _gn_std(c: _Case, eps: float | None = None, order: str = "right", **kw: Any)
     return _grouped(c, lambda a: _std(a, (2,), c.eps if eps is None else eps, **kw), order)
 
 
-_LN_VARIANTS: _Variants = [
+_LN_VARIANTS: kit.Variants = [
     ("statistics over the batch (axis=0): that is Batch Norm. Layer Norm normalises each example over its "
      "features: mean and var over axis=1 (keepdims=True)", lambda c: _gb(c, _ln_std(c, (0,)))),
     ("statistics over the whole array (no axis); Layer Norm takes one mean and var per example: axis=1",
      lambda c: _gb(c, _ln_std(c, None))),
     *_common(_ln_std),
 ]  # fmt: skip
-_GN_VARIANTS: _Variants = [
+_GN_VARIANTS: kit.Variants = [
     ("statistics over the batch and space per channel, axes (0, 2, 3): that is Batch Norm. Group Norm takes "
      "them per example and per group: reshape to (N, G, C // G * H * W), mean and var over axis 2",
      lambda c: _gb(c, _std(c.x, (0, 2, 3), c.eps))),
@@ -185,7 +184,7 @@ def _gmean(scale: Callable[[_Case, int], float] = lambda c, m: 1.0) -> Callable[
 
 
 _M = _gmean()
-_DX_VARIANTS: _Variants = [
+_DX_VARIANTS: kit.Variants = [
     ("gamma left out of dx: the gradient into x_hat is dout * gamma (per channel)",
      lambda c: _gdx(c, _M(c), _M(c), gam=False)),
     ("dx treats mu and var as constants (dx = gamma * dout / std); they depend on x: add the mean and variance "
@@ -206,7 +205,7 @@ _DX_VARIANTS: _Variants = [
      lambda c: _gdx(c, _M(c), lambda t: -t.mean(axis=2, keepdims=True))),
 ]  # fmt: skip
 _DG = "dgamma = sum(dout * x_hat, axis=(0, 2, 3))"
-_DGAMMA_VARIANTS: _Variants = [
+_DGAMMA_VARIANTS: kit.Variants = [
     (f"dgamma uses x instead of x_hat: {_DG}", lambda c: (c.dout * c.x).sum(axis=(0, 2, 3))),
     (f"dgamma takes the mean instead of the sum: {_DG}", lambda c: (c.dout * c.xh).mean(axis=(0, 2, 3))),
     (f"dgamma is multiplied by gamma: {_DG}", lambda c: (c.dout * c.xh).sum(axis=(0, 2, 3)) * c.gamma),
@@ -214,7 +213,7 @@ _DGAMMA_VARIANTS: _Variants = [
     (f"dgamma is summed over each group's channels too; gamma is per channel: {_DG}",
      lambda c: np.repeat((c.dout * c.xh).sum(axis=(0, 2, 3)).reshape(c.g, -1).sum(1), c.x.shape[1] // c.g)),
 ]  # fmt: skip
-_DBETA_VARIANTS: _Variants = [
+_DBETA_VARIANTS: kit.Variants = [
     ("dbeta takes the mean instead of the sum: dbeta = sum(dout, axis=(0, 2, 3))",
      lambda c: c.dout.mean(axis=(0, 2, 3))),
     ("dbeta is multiplied by gamma: dbeta = sum(dout, axis=(0, 2, 3))", lambda c: c.dout.sum(axis=(0, 2, 3)) * c.gamma),
@@ -229,14 +228,6 @@ def _bn_style_dx(c: _Case) -> np.ndarray:
     return c.inv_std * (g - a - c.xh * b)
 
 
-def _err(a: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> float:
-    """Largest ``|a - ref| / scale`` (elementwise, ``scale`` broadcast), inf when not finite."""
-    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    with np.errstate(all="ignore"):
-        e = np.max(np.abs(a - ref) / np.maximum(scale, 1e-12))
-    return float(e) if np.isfinite(e) else np.inf
-
-
 def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
     """The size of an output's terms, which errors are measured against: per channel (or feature) for out,
     dgamma and dbeta; per example and group for dx (a group of std 1e-3 has terms 1000 times larger)."""
@@ -249,76 +240,38 @@ def _scale(key: str, c: _Case, ref: np.ndarray) -> np.ndarray:
     return np.abs(c.dout * c.xh).sum(axis=(0, 2, 3)) if key == "dgamma" else np.abs(c.dout).sum(axis=(0, 2, 3))
 
 
-def _call(fn: Callable, name: str, *args: Any) -> Any:
-    """Call student code; re-raise anything it raises as an AssertionError, chained to the original."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        hint = ""
-        if isinstance(e, ValueError) and ("broadcast" in str(e) or "reshape" in str(e)):
-            hint = (" (a shape mismatch: reduce with keepdims=True, and reshape per-channel gamma, beta to "
-                    "(1, C, 1, 1) or per-feature ones to (D,))")  # fmt: skip
-        elif isinstance(e, NotImplementedError):
-            hint = " (the exercise is not filled in yet)"
-        raise AssertionError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
+_KEEP = "reduce with keepdims=True, and reshape per-channel gamma, beta to (1, C, 1, 1) or per-feature ones to (D,)"
 
 
 def _array(v: Any, name: str, what: str, shape: tuple[int, ...], c: _Case) -> np.ndarray:
-    """The student's output as a float array of the expected shape, or an AssertionError saying why not."""
-    if v is None:
-        raise AssertionError(f"{name}: {what} is None: fill in the exercise (compute {what} and return it)")
-    a = np.asarray(v)
-    if what in ("dgamma", "dbeta") and a.shape in ((1, shape[0], 1, 1), (1, shape[0])):
-        a = a.reshape(shape)
-    if a.shape != shape:
-        hint = f"{what} must have the shape of x, {shape}"
-        if what in ("dgamma", "dbeta"):
-            n, ch, h, w = c.x.shape
-            hint = f"{what} has one value per channel: sum over N, H and W, axis=(0, 2, 3)"
-            if a.shape == (c.g,) and c.g != ch:
-                hint = f"{what} has one value per channel, not per group: sum over axis=(0, 2, 3) only"
-            elif a.size == 1:
-                hint = f"{what} has one value per channel (C,): do not sum over the channel axis"
-        raise AssertionError(f"{name}: {what} has the wrong shape: expected {shape}, got {a.shape}; {hint}")
-    a = a if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise AssertionError(f"{name}: {what} contains NaN or inf: a division by zero? eps goes in sqrt(var + eps)")
-    return a
+    """The student's output as a float array of the expected shape (dgamma, dbeta of shape (1, C, 1, 1) or
+    (1, C) are accepted as (C,)), or an AssertionError saying why not."""
+    if what in ("dgamma", "dbeta") and isinstance(v, np.ndarray) and v.shape in ((1, shape[0], 1, 1), (1, shape[0])):
+        v = v.reshape(shape)
+
+    def hint(got: tuple[int, ...]) -> str:
+        if what not in ("dgamma", "dbeta"):
+            return f"{what} must have the shape of x, {shape}"
+        if got == (c.g,) and c.g != c.x.shape[1]:
+            return f"{what} has one value per channel, not per group: sum over axis=(0, 2, 3) only"
+        if int(np.prod(got)) == 1:
+            return f"{what} has one value per channel (C,): do not sum over the channel axis"
+        return f"{what} has one value per channel: sum over N, H and W, axis=(0, 2, 3)"
+
+    return kit.as_array(v, name, what, shape, shape_hint=hint)
 
 
-def _judge(name: str, what: str, outs: list, refs: list, cases: list, variants: _Variants, tol: float, hint: str):
-    """None when every case agrees, else the message: a matched wrong variant, or which cases fail."""
-    errs = [_err(o, r, _scale(what, c, r)) for o, r, c in zip(outs, refs, cases, strict=True)]
-    if max(errs) <= tol:
-        return None, max(errs)
-    with np.errstate(all="ignore"):
-        for msg, fn in variants:
-            if all(_err(o, fn(c), _scale(what, c, r)) <= 3 * tol for o, r, c in zip(outs, refs, cases, strict=True)):
-                return f"{what} is wrong: {msg}", max(errs)
-    bad = [c.label for c, e in zip(cases, errs, strict=True) if e > tol]
-    k = int(np.argmax(errs))
-    if bad == [cases[-1].label] and "eps" in bad[0]:
-        hint = "only the eps=0.1 case fails: is the eps argument used, not a hard-coded value? " + hint
-    elif len(bad) == 1 and "1e-3" in bad[0]:
-        hint = "only the case with a std-1e-3 group fails: check where eps goes, sqrt(var + eps). " + hint
-    return (
-        f"{what} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {errs[k]:.2e} of the "
-        f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {cases[k].label}.\n"
-        f"Hint: {hint}"
-    ), max(errs)
-
-
-def _run_forward(forward: Callable, name: str, cases: list[_Case], ref: Callable, variants: _Variants, hint: str):
+def _run_forward(forward: Callable, name: str, cases: list[_Case], ref: Callable, variants: kit.Variants, hint: str):
     outs, caches = [], []
     for c in cases:
-        res = _call(forward, f"{name}: forward", *(np.copy(a) if isinstance(a, np.ndarray) else a for a in c.args))
-        out, cache = _tuple(res, name, "forward", "(out, cache)", 2)
+        res = kit.call(forward, f"{name}: forward", *(np.copy(a) if isinstance(a, np.ndarray) else a for a in c.args),
+                   shape_hint=_KEEP)  # fmt: skip
+        out, cache = kit.as_tuple(res, name, "forward", "(out, cache)", 2)
         outs.append(_array(out, name, "out", c.x.shape, c))
         caches.append(cache)
-    tol = _tol(*outs)
-    msg, err = _judge(name, "out", outs, [ref(c) for c in cases], cases, variants, tol, hint)
-    if msg:
-        raise AssertionError(f"{name}: {msg}")
+    tol = kit.tol_for(*outs)
+    refs = [ref(c) for c in cases]
+    err = kit.judge(name, "out", outs, refs, cases, variants, tol, scale=partial(_scale, "out"), hint=hint)
     return caches, err, tol
 
 
@@ -363,19 +316,16 @@ def check_spatial_groupnorm_backward(forward: Callable, backward: Callable) -> N
         AssertionError: with a hint naming the likely mistake, when an output is wrong or a function raises.
     """
     name, cases = "check_spatial_groupnorm_backward", _gn_cases()
-    try:
-        caches, _, ftol = _run_forward(
-            forward, "check_spatial_groupnorm_forward", cases, _gn_ref, _GN_VARIANTS, _GN_HINT
-        )
-    except AssertionError as e:
-        raise AssertionError(f"{name}: your forward is wrong; fix it first (run check_spatial_groupnorm_forward)."
-                             f"\nIt reports: {e}") from e  # fmt: skip
+    fwd = "check_spatial_groupnorm_forward"
+    caches, _, ftol = kit.forward_first(
+        lambda: _run_forward(forward, fwd, cases, _gn_ref, _GN_VARIANTS, _GN_HINT), name, fwd
+    )
     keys = ("dx", "dgamma", "dbeta")
     got: dict[str, list] = {k: [] for k in keys}
     refs: dict[str, list] = {k: [] for k in keys}
     for c, cache in zip(cases, caches, strict=True):
-        res = _tuple(_call(backward, f"{name}: backward", c.dout.copy(), cache), name, "backward",
-                     "(dx, dgamma, dbeta)", 3)  # fmt: skip
+        res = kit.call(backward, f"{name}: backward", c.dout.copy(), cache, shape_hint=_KEEP)
+        res = kit.as_tuple(res, name, "backward", "(dx, dgamma, dbeta)", 3)
         ref = groupnorm_backward(c.dout, groupnorm_forward(c.x, c.gamma, c.beta, c.g, c.eps)[1])
         for k, v, r in zip(keys, res, ref, strict=True):
             got[k].append(_array(v, name, k, r.shape, c))
@@ -385,13 +335,13 @@ def check_spatial_groupnorm_backward(forward: Callable, backward: Callable) -> N
                "forward(x, gamma, beta, G, eps)[0], x, dout)")  # fmt: skip
     msgs, errs, tols = [], [], []
     for k in keys:
-        tol = max(_tol(*got[k]), ftol)
-        msg, err = _judge(name, k, got[k], refs[k], cases, variants[k], tol, numeric)
-        errs.append(err)
+        tol = max(kit.tol_for(*got[k]), ftol)
+        msg = kit.verdict(k, got[k], refs[k], cases, variants[k], tol, scale=partial(_scale, k), hint=numeric)
+        errs.append(max(kit.errors(got[k], refs[k], cases, partial(_scale, k))))
         tols.append(tol)
         if msg:
             msgs.append(msg)
     if msgs:
-        raise AssertionError(f"{name}: " + "\n".join(msgs))
+        kit.fail(name, "\n".join(msgs))
     print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta (max error {max(errs):.1e}, "
           f"tol {max(tols):.0e})")  # fmt: skip

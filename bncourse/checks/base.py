@@ -1,0 +1,269 @@
+"""The checker kit: what every exercise checker in :mod:`bncourse.checks` is built from.
+
+A checker runs the student's function on a few fixed cases, turns each result into a numpy array (or a
+number) while checking its type, shape and finiteness, compares it with a reference at a tolerance set by
+the dtype the student returned, and, when it disagrees, looks for the known-wrong variant that the result
+matches, so that the message can name the mistake. Whatever goes wrong (the student's code raises, returns
+None, a string, a ragged list, complex values, the wrong shape, NaN or inf) ends in an ``AssertionError``
+(a :class:`CheckError`) whose message starts with the checker's name and says what to fix.
+
+- :func:`call` runs student code and turns its exceptions into a :class:`CheckError` with a hint;
+  :func:`forward_first` grades the forward a backward checker needs, blaming it first when it is wrong;
+- :func:`as_array`, :func:`as_number`, :func:`as_tuple` coerce and validate the student's results;
+- :func:`tol_for` is the tolerance for the dtypes returned; :func:`rel_err` the error measure;
+- :func:`match` finds the known-wrong variant a result reproduces; :func:`verdict` builds the message and
+  :func:`judge` raises it (or returns the largest error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import numpy as np
+
+from bncourse.gradcheck import rel_error
+
+__all__ = [
+    "EPS_GUESSES",
+    "CheckError",
+    "Variants",
+    "as_array",
+    "as_number",
+    "as_tuple",
+    "call",
+    "errors",
+    "fail",
+    "forward_first",
+    "judge",
+    "match",
+    "rel_err",
+    "tol_for",
+    "verdict",
+]
+
+T = TypeVar("T")
+Scale = Callable[[Any, Any], Any]  # (case, reference) -> the scale errors are measured against
+Variants = list[tuple[str, Callable[[Any], Any]]]  # (hint naming a mistake, the output with that mistake)
+EPS_GUESSES = (1e-5, 1e-8, 1e-3, 1e-6, 1e-4, 1e-7, 1e-2, 1e-1, 1e-9)  # eps values a student may hard-code
+_SHAPE_WORDS = ("broadcast", "shape", "align", "matmul", "reshape")
+_NAN_HINT = "a division by zero? eps goes in sqrt(var + eps)"
+
+
+class CheckError(AssertionError):
+    """A failed check: the message names the checker and the likely mistake. :func:`call` passes it through."""
+
+
+def fail(name: str, msg: str) -> NoReturn:
+    """Raise the :class:`CheckError` ``"{name}: {msg}"``."""
+    raise CheckError(f"{name}: {msg}")
+
+
+def forward_first(run: Callable[[], T], name: str, forward_checker: str) -> T:
+    """``run()``, which grades the student's forward for a backward checker ``name``; when the forward is wrong,
+    the :class:`CheckError` says so (the backward cannot be judged) and quotes ``forward_checker``'s message."""
+    try:
+        return run()
+    except AssertionError as e:
+        msg = f"your forward is wrong; fix your forward first (run {forward_checker}).\nIt reports: {e}"
+        raise CheckError(f"{name}: {msg}") from e
+
+
+def call(fn: Callable, name: str, *args: Any, shape_hint: str = "") -> Any:
+    """``fn(*args)``; anything the student's code raises becomes a :class:`CheckError` chained to it.
+
+    A ``NotImplementedError`` is named as an exercise not filled in yet; a ``ValueError`` about shapes gets
+    ``shape_hint``. A :class:`CheckError` (raised by a helper the checker gave the student) passes unchanged.
+    """
+    try:
+        return fn(*args)
+    except CheckError:
+        raise
+    except Exception as e:
+        hint = ""
+        if isinstance(e, NotImplementedError):
+            hint = " (the exercise is not filled in yet)"
+        elif isinstance(e, ValueError) and shape_hint and any(w in str(e) for w in _SHAPE_WORDS):
+            hint = f" (a shape mismatch: {shape_hint})"
+        raise CheckError(f"{name} raised {type(e).__name__}: {e}{hint}") from e
+
+
+def as_tuple(res: Any, name: str, fn: str, names: str, n: int) -> tuple:
+    """The student's result as a tuple of ``n`` items (a list is accepted), or a :class:`CheckError`.
+
+    ``names`` is how the result is written, e.g. ``"(out, cache)"``.
+    """
+    if not isinstance(res, (tuple, list)) or len(res) != n:
+        got = f"a {type(res).__name__} of length {len(res)}" if isinstance(res, (tuple, list)) else _kind(res)
+        what = "must return a pair: return a tuple" if n == 2 else f"must return {n} values: return a tuple"
+        fail(name, f"{fn} {what} {names}; got {got}. End it with `return {names[1:-1]}`")
+    return tuple(res)
+
+
+def _kind(v: Any) -> str:
+    """How a returned value is described in a message: ``None``, ``str``, ``float``, ..."""
+    return "None" if v is None else type(v).__name__
+
+
+def as_array(
+    v: Any,
+    name: str,
+    what: str,
+    shape: tuple[int, ...] | None = None,
+    *,
+    shape_hint: str | Callable[[tuple[int, ...]], str] = "",
+    nan_hint: str = _NAN_HINT,
+) -> np.ndarray:
+    """The student's ``what`` as a real, finite numpy array (of ``shape`` when given), or a :class:`CheckError`.
+
+    Torch tensors are detached and copied to the CPU; integer and boolean arrays become float64, floating
+    arrays keep their dtype (which sets the tolerance). ``shape_hint`` (a string, or a function of the shape
+    received) is added to a wrong-shape message; ``nan_hint`` to a NaN/inf one.
+    """
+    if v is None:
+        fail(name, f"{what} is None: fill in the exercise (compute {what} and return it)")
+    if hasattr(v, "detach") and hasattr(v, "cpu"):  # a torch tensor
+        v = v.detach().cpu().numpy()
+    if isinstance(v, (str, bytes)):
+        fail(name, f"{what} is a str ({v[:40]!r}); return a numpy array of numbers")
+    try:
+        a = np.asarray(v)
+    except (ValueError, TypeError):
+        a = np.empty(0, dtype=object)
+    if a.dtype == object:
+        want = f" of shape {shape}" if shape is not None else ""
+        fail(name, f"{what} (a {_kind(v)}) is not an array of numbers (a ragged list, with rows of different "
+                   f"lengths?); return one numpy array{want}")  # fmt: skip
+    if np.iscomplexobj(a):
+        fail(name, f"{what} has complex values: the computation is real (for a symmetric matrix use "
+                   "np.linalg.eigh, not np.linalg.eig; a square root of a negative number?)")  # fmt: skip
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        fail(name, f"{what} must hold numbers; got an array of dtype {a.dtype}")
+    if shape is not None and a.shape != tuple(shape):
+        hint = shape_hint(a.shape) if callable(shape_hint) else shape_hint
+        fail(
+            name, f"{what} has the wrong shape: expected {tuple(shape)}, got {a.shape}" + (f"; {hint}" if hint else "")
+        )
+    if not np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        fail(name, f"{what} contains NaN or inf: {nan_hint}")
+    return a
+
+
+def as_number(v: Any, name: str, what: str, hint: str = "", nan_hint: str = _NAN_HINT) -> float:
+    """The student's ``what`` as one finite real number, or a :class:`CheckError` naming why it is not one."""
+    a = as_array(v, name, what, nan_hint=nan_hint)
+    if a.size != 1:
+        fail(name, f"return one number as {what}; got an array of shape {a.shape}" + (f". {hint}" if hint else ""))
+    return float(a.reshape(()))
+
+
+def tol_for(*arrays: np.ndarray, narrow: float = 1e-3) -> float:
+    """The tolerance for results of these dtypes: 1e-7 when all are float64 (or wider), else ``narrow``."""
+    wide = all(np.issubdtype(a.dtype, np.floating) and np.finfo(a.dtype).eps < 1e-15 for a in map(np.asarray, arrays))
+    return 1e-7 if wide else narrow
+
+
+def rel_err(a: Any, ref: Any, scale: Any = None, atol: float = 0.0) -> float:
+    """Largest ``|a - ref|`` as a fraction of ``scale`` (broadcast; default: the largest ``|ref|``).
+
+    inf when the shapes differ or a value is not finite; 0 when every difference is at most ``atol``. The
+    scale is floored at ``1e-8`` of the largest ``|ref|`` (and ``1e-12``), so an all-zero reference works.
+    """
+    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if a.shape != ref.shape:
+        return np.inf
+    with np.errstate(all="ignore"):
+        diff = np.abs(a - ref)
+        if not np.all(np.isfinite(diff)):
+            return np.inf
+        if diff.size == 0 or diff.max() <= atol:
+            return 0.0
+        big = float(np.abs(ref).max())
+        scale = big if scale is None else scale
+        e = float(np.max(diff / np.maximum(scale, max(1e-12, 1e-8 * big))))
+    return e if np.isfinite(e) else np.inf
+
+
+def match(
+    outs: Sequence[Any], cases: Sequence[Any], variants: Variants, tol: float, scales: Sequence[Any] | None = None
+) -> str | None:
+    """The hint of the first wrong variant that reproduces the student's outputs in every case, if any.
+
+    A variant may return None, or raise ``ValueError``, for a case where it is not defined; it then does not
+    match. ``scales`` (one per case) are those of :func:`rel_err`.
+    """
+    scales = scales if scales is not None else [None] * len(cases)
+    with np.errstate(all="ignore"):
+        for hint, fn in variants:
+            try:
+                if all(
+                    (v := fn(c)) is not None and rel_err(o, v, s) <= tol
+                    for o, c, s in zip(outs, cases, scales, strict=True)
+                ):
+                    return hint
+            except ValueError:
+                continue
+    return None
+
+
+def errors(
+    outs: Sequence[Any], refs: Sequence[Any], cases: Sequence[Any], scale: Scale | None = None, atol: float = 0.0
+) -> list[float]:
+    """:func:`rel_err` of each output against its reference, with ``scale(case, ref)`` when given."""
+    return [rel_err(o, r, scale(c, r) if scale else None, atol) for o, r, c in zip(outs, refs, cases, strict=True)]
+
+
+def verdict(
+    what: str,
+    outs: Sequence[Any],
+    refs: Sequence[Any],
+    cases: Sequence[Any],
+    variants: Variants,
+    tol: float,
+    *,
+    scale: Scale | None = None,
+    labels: Sequence[str] | None = None,
+    hint: str = "",
+    atol: float = 0.0,
+    slack: float = 3.0,
+) -> str | None:
+    """None when every output agrees with its reference, else the failure message for ``what``.
+
+    Errors are :func:`rel_err` with ``scale(case, ref)`` (default: the largest ``|ref|``). The message names
+    the first variant of ``variants`` that the outputs match (within ``slack * tol``); otherwise it lists the
+    failing cases (``labels``, default each case's ``label``), the largest error and ``hint``, with a pointer
+    at eps when only an eps case or a tiny-variance case fails.
+    """
+    errs = errors(outs, refs, cases, scale, atol)
+    if max(errs) <= tol:
+        return None
+    scales = [scale(c, r) if scale else None for c, r in zip(cases, refs, strict=True)]
+    found = match(outs, cases, variants, slack * tol, scales)
+    if found:
+        return f"{what} is wrong: {found}"
+    labels = labels if labels is not None else [c.label if hasattr(c, "label") else c["label"] for c in cases]
+    bad = [lab for lab, e in zip(labels, errs, strict=True) if e > tol]
+    k = int(np.argmax(errs))
+    if len(bad) == 1 and len(cases) > 1 and "eps" in bad[0]:
+        hint = (
+            f"only the {bad[0][bad[0].index('eps') :]} case fails: is the eps argument used, not a hard-coded value? "
+            + hint
+        )
+    elif len(bad) == 1 and len(cases) > 1 and "1e-3" in bad[0]:
+        hint = "only the case with a tiny variance fails: check where eps goes, sqrt(var + eps). " + hint
+    return (
+        f"{what} is wrong in {len(bad)} of {len(cases)} cases ({'; '.join(bad)}): max error {errs[k]:.2e} of the "
+        f"scale (tolerance {tol:.0e}), rel_error {rel_error(outs[k], refs[k]):.2e}, in case {labels[k]}."
+        + (f"\nHint: {hint}" if hint else "")
+    )
+
+
+def judge(name: str, what: str, outs: Sequence[Any], refs: Sequence[Any], cases: Sequence[Any], variants: Variants,
+          tol: float, **kw: Any) -> float:  # fmt: skip
+    """The largest error of ``outs``, or the :class:`CheckError` of :func:`verdict` (same keywords) when wrong."""
+    msg = verdict(what, outs, refs, cases, variants, tol, **kw)
+    if msg:
+        fail(name, msg)
+    return max(errors(outs, refs, cases, kw.get("scale"), kw.get("atol", 0.0)))
