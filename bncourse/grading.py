@@ -127,6 +127,7 @@ class GradeOptions:
     tamper: str = "fail"
     allow: tuple[str, ...] = ("bncourse.gradcheck",)
     network: bool = False
+    fork_server: bool = True
 
 
 @dataclass
@@ -596,17 +597,40 @@ def _limits(cpu_seconds: int, memory_mb: int):
     return apply
 
 
-def _kernelspec(root: Path) -> Path:
+def _kernelspec(root: Path, fork_server: bool) -> Path:
     spec = root / "jupyter" / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    if fork_server:
+        argv = [sys.executable, "-m", "bncourse._grading_launch", "{connection_file}"]
     (spec / "kernel.json").write_text(
         json.dumps({"argv": argv, "display_name": "bncourse grader", "language": "python"})
     )
     return root / "jupyter"
 
 
-def _run_batch(batch: list[_Prepared], root: Path, opts: GradeOptions, tag: str) -> list[dict]:
+def _preload(assignment: Assignment) -> list[str]:
+    """The modules imported by the assignment's code outside solution and checker cells (for the fork server)."""
+    skip = {e.checker for e in assignment.exercises} | set(assignment.blocks)
+    names = ["numpy", "bncourse._grading_runtime"]
+    for i, cell in enumerate(assignment.nb.cells):
+        if cell.cell_type != "code" or i in skip:
+            continue
+        try:
+            tree = ast.parse(_ipython_to_python(_source(cell)))
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    return list(dict.fromkeys(names))
+
+
+def _run_batch(
+    batch: list[_Prepared], root: Path, opts: GradeOptions, tag: str, preload: Sequence[str] = ()
+) -> list[dict]:
     """Run the batch's notebooks in one ``pytest --nbval-lax`` (one kernel each); the cells' log entries."""
     log = root / f"log-{tag}.jsonl"
     ini = root / "pytest.ini"
@@ -616,7 +640,7 @@ def _run_batch(batch: list[_Prepared], root: Path, opts: GradeOptions, tag: str)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "JUPYTER_PATH": str(_kernelspec(root)),
+        "JUPYTER_PATH": str(_kernelspec(root, opts.fork_server)),
         "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
         "IPYTHONDIR": str(root / "ipython"),
         "MPLBACKEND": "Agg",
@@ -625,6 +649,10 @@ def _run_batch(batch: list[_Prepared], root: Path, opts: GradeOptions, tag: str)
         "BNCOURSE_GRADER_LOG": str(log),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
+    if opts.fork_server:
+        env["BNCOURSE_GRADER_PRELOAD"] = ",".join(preload)
+    else:
+        env.pop("BNCOURSE_GRADER_PRELOAD", None)
     cmd = [sys.executable, "-m", "pytest", "-c", str(ini), "--rootdir", str(root), "-q", "-p", "no:cacheprovider"]
     cmd += ["-p", "bncourse._grading_plugin", "--nbval-lax", f"--nbval-kernel-name={KERNEL_NAME}"]
     cmd += [f"--nbval-cell-timeout={opts.cell_timeout:g}", "--nbval-kernel-startup-timeout=60"]
@@ -772,6 +800,7 @@ def grade_many(
             for k, (p, s) in enumerate(zip(paths, students, strict=True))
         ]
         runnable = [k for k, pr in enumerate(preps) if not pr.error]
+        preload = _preload(assignment)
         for k, pr in enumerate(preps):
             if pr.error:
                 results[k] = SubmissionResult(pr.student, pr.path, error=pr.error)
@@ -785,7 +814,7 @@ def grade_many(
 
         def work(idx: int, ks: list[int]) -> tuple[list[int], list[dict], float]:
             t0 = time.perf_counter()
-            return ks, _run_batch([preps[k] for k in ks], root, opts, str(idx)), time.perf_counter() - t0
+            return ks, _run_batch([preps[k] for k in ks], root, opts, str(idx), preload), time.perf_counter() - t0
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(work, i, ks) for i, ks in enumerate(batches)]
