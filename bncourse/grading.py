@@ -776,7 +776,7 @@ def grade_many(
     submissions: Sequence[str | Path],
     *,
     workers: int = 1,
-    batch: int = 1,
+    batch: int = 8,
     options: GradeOptions | None = None,
     progress: bool = False,
 ) -> list[SubmissionResult]:

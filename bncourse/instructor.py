@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     g.add_argument("--out", help="folder for gradebook.csv and feedback/ (default: print only)")
     g.add_argument("--workers", type=_positive(int), default=1, help="pytest processes at once (default 1)")
-    g.add_argument("--batch", type=_positive(int), default=1, help="submissions per pytest process (default 1)")
+    g.add_argument("--batch", type=_positive(int), default=8, help="submissions per pytest process (default 8)")
     g.add_argument("--cell-timeout", type=_positive(float), default=GradeOptions.cell_timeout, help="seconds per cell")
     g.add_argument("--timeout", type=_positive(float), default=GradeOptions.timeout, help="seconds per submission")
     g.add_argument("--memory-mb", type=_positive(int), default=GradeOptions.memory_mb, help="address space per process")

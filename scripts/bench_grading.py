@@ -1,6 +1,6 @@
 """Benchmark: grade N chapter-3 submissions and print the seconds per submission (not a test).
 
-    PYTHONPATH=. python scripts/bench_grading.py --count 200 --workers 2 --batch 1 4 8
+    PYTHONPATH=. python scripts/bench_grading.py --count 200 --workers 2 --batch 1 8
 
 The submissions are generated: a third correct (the solution notebook), a third unmodified student copies
 (every exercise fails), a third with a wrong forward (ddof=1). Each ``--batch`` value is one full run; the
@@ -28,7 +28,8 @@ from bncourse.instructor import make_student_copy  # noqa: E402
 
 def solution_notebook() -> Path:
     """Chapter 3's solution notebook (``book/exercises/solutions/`` when it exists, else ``book/exercises/``)."""
-    hits = glob.glob(str(ROOT / "book/exercises/solutions/03_*.ipynb")) or glob.glob(str(ROOT / "book/exercises/03_*.ipynb"))
+    hits = glob.glob(str(ROOT / "book/exercises/solutions/03_*.ipynb"))
+    hits = hits or glob.glob(str(ROOT / "book/exercises/03_*.ipynb"))
     return Path(sorted(hits)[0])
 
 
@@ -55,13 +56,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--count", type=int, default=200)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch", type=int, nargs="+", default=[1])
+    p.add_argument("--batch", type=int, nargs="+", default=[8])
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     assignment = load_assignment(solution_notebook())
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_submissions(Path(tmp), args.count)
         for batch in args.batch:
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
             t0 = time.perf_counter()
             rows = grade_many(assignment, paths, workers=args.workers, batch=batch, progress=True)
             dt = time.perf_counter() - t0
@@ -70,7 +72,8 @@ def main() -> None:
             status = "all rows as expected" if totals == expected else f"UNEXPECTED totals {totals[:9]}..."
             print(
                 f"{args.count} chapter-3 submissions, workers={args.workers}, batch={batch}: {dt:.1f} s, "
-                f"{dt / args.count:.2f} s per submission ({os.cpu_count()} CPUs visible); {status}"
+                f"{dt / args.count:.2f} s per submission ({os.cpu_count()} CPUs visible, load average before "
+                f"{load}); {status}"
             )
 
 
