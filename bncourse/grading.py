@@ -856,7 +856,9 @@ def grade(
 
 
 def _csv_cell(text: str) -> str:
-    return text.replace("\r", "")
+    """A cell a spreadsheet will not read as a formula (a file named ``=cmd()`` is a student id too)."""
+    text = text.replace("\r", "")
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def write_gradebook(results: Sequence[SubmissionResult], assignment: Assignment, path: str | Path) -> Path:
@@ -871,7 +873,7 @@ def write_gradebook(results: Sequence[SubmissionResult], assignment: Assignment,
         w = csv.writer(f)
         w.writerow(header)
         for r in results:
-            row = [r.student, str(r.path)]
+            row = [_csv_cell(r.student), _csv_cell(str(r.path))]
             if r.error:
                 row += ["0"] * len(titles) + ["0", f"{assignment.max_points:g}", f"error: {r.error}"]
                 row += [""] * len(titles) + [""]

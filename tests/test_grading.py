@@ -357,3 +357,18 @@ def test_cli_usage_errors_are_one_line_exit_2(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len([ln for ln in err.splitlines() if ln.strip()]) == 3
+
+
+def test_gradebook_cells_are_not_formulas_and_errors_score_zero(tmp_path):
+    from bncourse.grading import ExerciseResult, SubmissionResult, write_feedback, write_gradebook
+
+    ok = [ExerciseResult(e.title, True, "", e.points, e.points) for e in ASSIGNMENT.exercises]
+    rows = [
+        SubmissionResult("=cmd()", tmp_path / "=cmd().ipynb", ok),
+        SubmissionResult("bob", tmp_path / "b", error="x"),
+    ]
+    path = write_gradebook(rows, ASSIGNMENT, tmp_path / "g.csv")
+    with path.open(newline="") as f:
+        got = list(csv.DictReader(f))
+    assert got[0]["student"] == "'=cmd()" and got[0]["total"] == "3" and got[1]["status"] == "error: x"
+    assert "Score: **3 / 3**" in write_feedback(rows[0], ASSIGNMENT, tmp_path / "fb").read_text()
