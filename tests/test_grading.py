@@ -372,3 +372,23 @@ def test_gradebook_cells_are_not_formulas_and_errors_score_zero(tmp_path):
         got = list(csv.DictReader(f))
     assert got[0]["student"] == "'=cmd()" and got[0]["total"] == "3" and got[1]["status"] == "error: x"
     assert "Score: **3 / 3**" in write_feedback(rows[0], ASSIGNMENT, tmp_path / "fb").read_text()
+
+
+def test_sandbox_has_no_network_but_a_loopback():
+    import subprocess
+    import sys
+
+    from bncourse.grading import _sandbox_prefix
+
+    prefix = _sandbox_prefix()
+    if not prefix:
+        pytest.skip("unprivileged user namespaces (unshare) are not available here: the grader warns and runs without")
+    probe = (
+        "import socket\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+        "socket.create_connection(s.getsockname(), timeout=2).close()\n"  # the loopback works
+        "try:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\n"
+        "except OSError as e:\n    print('blocked', e)\n"
+    )
+    out = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "blocked" in out.stdout and "unreachable" in out.stdout, out
