@@ -392,3 +392,18 @@ def test_sandbox_has_no_network_but_a_loopback():
     )
     out = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "blocked" in out.stdout and "unreachable" in out.stdout, out
+
+
+def test_tamper_policy_fail_zero_report(tmp_path):
+    import textwrap
+
+    nb = _honest(tmp_path)
+    _set_block(nb, 2, "import bncourse  # flagged, harmless\n" + textwrap.dedent(HONEST_BLOCKS[2]))
+    path = tmp_path / "flagged.ipynb"
+    nbformat.write(nb, str(path))
+    got = {}
+    for policy in ("fail", "zero", "report"):
+        [row] = grade_many(SOLUTION, [path], options=GradeOptions(tamper=policy))
+        got[policy] = [r.points for r in row.results]
+        assert row.results[2].flags and "course package" in row.results[2].flags[0]
+    assert got == {"fail": [1, 1, 0], "zero": [0, 0, 0], "report": [1, 1, 1]}
