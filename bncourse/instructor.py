@@ -1,32 +1,54 @@
-"""Instructors' tools: student copies of the exercise notebooks, and grading with nbval.
+"""Instructors' tools: student copies of the exercise notebooks, and grading a class with nbval underneath.
 
-    python -m bncourse.instructor student book/exercises/*.ipynb --out student/
-    python -m bncourse.instructor grade student/03_batchnorm_exercises.ipynb
+    python -m bncourse.instructor student book/exercises/solutions/*.ipynb --out student/
+    python -m bncourse.instructor grade --assignment book/exercises/solutions/03_batchnorm_exercises.ipynb \
+        submissions/ --out grades/ --workers 2
 
 A student copy replaces every block between ``# BEGIN SOLUTION`` and ``# END SOLUTION`` by a stub that
 raises ``NotImplementedError`` and drops the folded solution markers, so every graded check fails with
-its hint until the student writes the code. Grading runs the notebook under ``pytest --nbval-lax``
-(each cell is a test; cells keep running after a failure) and reports, per exercise, passed or failed
-with the checker's message.
+its hint until the student writes the code. Grading (:mod:`bncourse.grading`) takes only the code inside the
+blocks of each submission and runs it with the checker cells of the assignment (the instructor's solution
+notebook), under ``pytest --nbval-lax`` on the grader's own kernel; it writes ``gradebook.csv`` and one
+feedback file per student.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
-import tempfile
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+import textwrap
+import warnings
 from pathlib import Path
 
 import nbformat
 
-__all__ = ["ExerciseResult", "exercise_cells", "grade", "make_student_copy", "main", "stub_solutions"]
+from bncourse.grading import (
+    BEGIN,
+    END,
+    STUB,
+    ExerciseResult,
+    GradeOptions,
+    find_submissions,
+    grade,
+    grade_many,
+    load_assignment,
+    write_feedback,
+    write_gradebook,
+)
 
-BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
-STUB = 'raise NotImplementedError("write your solution here")'
+__all__ = [
+    "BEGIN",
+    "END",
+    "STUB",
+    "ExerciseResult",
+    "exercise_cells",
+    "grade",
+    "make_student_copy",
+    "main",
+    "stub_solutions",
+]
+
 _EXERCISE = re.compile(r"```\{exercise\}\s*(?P<title>[^\n]*)\n(?P<opts>(?::[^\n]*\n)*)")
 _LABEL = re.compile(r":label:\s*(\S+)")
 _SOLUTION_FENCE = re.compile(r"```\{solution-(?:start|end)\}[^`]*```\n?")
@@ -91,92 +113,130 @@ def exercise_cells(nb) -> dict[int, str]:
     return found
 
 
-@dataclass
-class ExerciseResult:
-    """One graded exercise: its title, whether its check passed, and the checker's message if not."""
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
 
-    title: str
-    passed: bool
-    message: str = ""
-
-
-def _failure_message(text: str) -> str:
-    """The checker's hint from a failing cell's report (the last AssertionError, else the last error)."""
-    text = re.sub(r"(\x1b|#x1B)\[[0-9;]*m", "", text)  # ANSI colours (junit writes ESC as #x1B)
-    hits = re.findall(r"^AssertionError: (.+)$", text, re.M)
-    if hits:
-        return hits[-1].strip()
-    errors = re.findall(r"^(\w+(?:Error|Exception)\b.*)$", text, re.M)
-    return errors[-1].strip() if errors else text.strip().splitlines()[-1][:300]
+    return parse
 
 
-def grade(notebook: str | Path, timeout: int = 600) -> list[ExerciseResult]:
-    """Run ``notebook`` under ``pytest --nbval-lax`` and return one result per graded exercise."""
-    notebook = Path(notebook).resolve()
-    nb = nbformat.read(str(notebook), as_version=4)
-    checks = exercise_cells(nb)
-    if not checks:
-        raise ValueError(f"{notebook} has no graded exercise (an {{exercise}} followed by a check_... cell)")
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.xml"
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            str(notebook),
-            f"--junitxml={report}",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--nbval-cell-timeout={timeout}",
-            "-o",
-            "addopts=",
-        ]
-        subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, check=False)
-        if not report.exists():
-            raise RuntimeError(f"pytest --nbval-lax produced no report for {notebook}")
-        failures, ran = {}, 0
-        for case in ET.parse(report).getroot().iter("testcase"):
-            ran += 1
-            m = re.search(r"Cell (\d+)", case.get("name", ""))
-            bad = case.find("failure") if case.find("failure") is not None else case.find("error")
-            if m and bad is not None:
-                failures[int(m.group(1))] = _failure_message((bad.get("message") or "") + "\n" + (bad.text or ""))
-    n_code = sum(c.cell_type == "code" for c in nb.cells)
-    if ran != n_code:
-        raise RuntimeError(f"nbval ran {ran} cells of {notebook}, which has {n_code} code cells")
-    # nbval numbers code cells only; map them back to notebook cell indices
-    code_index = {i: n for n, i in enumerate(i for i, c in enumerate(nb.cells) if c.cell_type == "code")}
-    results = []
-    for i, title in checks.items():
-        msg = failures.get(code_index[i])
-        results.append(ExerciseResult(title, msg is None, msg or ""))
-    return results
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit status 2, no usage dump
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``student`` writes student copies; ``grade`` prints per-exercise results (exit 1 if any
-    failed)."""
-    p = argparse.ArgumentParser(prog="python -m bncourse.instructor", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    """Command line. ``student`` writes student copies. ``grade`` grades files and folders of submissions against
+    ``--assignment`` (the solution notebook), writes ``--out``/gradebook.csv and ``--out``/feedback/*.md, prints one
+    line per exercise, and exits 1 if any exercise failed, 2 on a usage error (one line, no traceback)."""
+    p = _Parser(prog="python -m bncourse.instructor", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     s = sub.add_parser("student", help="write student copies of solution notebooks")
     s.add_argument("notebooks", nargs="+")
     s.add_argument("--out", default="student")
-    g = sub.add_parser("grade", help="grade notebooks with nbval, per exercise")
-    g.add_argument("notebooks", nargs="+")
-    args = p.parse_args(argv)
+    g = sub.add_parser("grade", help="grade submissions (files or folders) against the assignment's checker cells")
+    g.add_argument("submissions", nargs="+", help="submitted .ipynb files and folders (searched recursively)")
+    g.add_argument(
+        "--assignment",
+        help="the instructor's solution notebook (without it each notebook is graded "
+        "against its own checker cells: not for marks)",
+    )
+    g.add_argument("--out", help="folder for gradebook.csv and feedback/ (default: print only)")
+    g.add_argument("--workers", type=_positive(int), default=1, help="pytest processes at once (default 1)")
+    g.add_argument("--batch", type=_positive(int), default=8, help="submissions per pytest process (default 8)")
+    g.add_argument("--cell-timeout", type=_positive(float), default=GradeOptions.cell_timeout, help="seconds per cell")
+    g.add_argument("--timeout", type=_positive(float), default=GradeOptions.timeout, help="seconds per submission")
+    g.add_argument("--memory-mb", type=_positive(int), default=GradeOptions.memory_mb, help="address space per process")
+    g.add_argument(
+        "--tamper",
+        choices=("fail", "zero", "report"),
+        default="fail",
+        help="flagged code (redefined checkers, the course package, patched modules): fail its exercise "
+        "(default), zero the submission, or report only",
+    )
+    g.add_argument(
+        "--allow",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="a bncourse module solutions may import from (default: bncourse.gradcheck)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar and no per-exercise lines")
+    args = p.parse_args(argv)  # fmt: skip
     if args.cmd == "student":
-        for src in args.notebooks:
-            print(f"wrote {make_student_copy(src, Path(args.out) / Path(src).name)}")
+        try:
+            for src in args.notebooks:
+                print(f"wrote {make_student_copy(src, Path(args.out) / Path(src).name)}")
+        except (OSError, ValueError) as e:
+            print(f"{p.prog}: error: {e}", file=sys.stderr)
+            return 2
         return 0
+    files = find_submissions(args.submissions)
+    missing = [str(f) for f in files if not f.exists()]
+    if missing or not files:
+        print(
+            f"{p.prog}: error: no such submission: {', '.join(missing) or ' '.join(args.submissions)}", file=sys.stderr
+        )
+        return 2
+    opts = GradeOptions(
+        cell_timeout=args.cell_timeout,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        tamper=args.tamper,
+        allow=tuple(args.allow) if args.allow else GradeOptions.allow,
+    )
     ok = True
-    for path in args.notebooks:
-        results = grade(path)
-        print(f"{path}: {sum(r.passed for r in results)}/{len(results)} exercises passed")
-        for r in results:
-            print(f"  [{'PASS' if r.passed else 'FAIL'}] {r.title}" + ("" if r.passed else f"\n         {r.message}"))
-        ok &= all(r.passed for r in results)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if args.quiet else "default")
+        if args.assignment:
+            try:
+                assignment = load_assignment(args.assignment)
+            except Exception as e:  # noqa: BLE001 - a bad assignment is a usage error: one line
+                print(f"{p.prog}: error: cannot read the assignment {args.assignment}: {e}", file=sys.stderr)
+                return 2
+            rows = grade_many(assignment, files, workers=args.workers, batch=args.batch, options=opts,
+                              progress=not args.quiet)  # fmt: skip
+            pairs = [(assignment, r) for r in rows]
+        else:
+            pairs = []
+            for f in files:
+                try:
+                    ref = load_assignment(f)
+                except Exception as e:  # noqa: BLE001 - reported in the file's row
+                    from bncourse.grading import SubmissionResult
+
+                    pairs.append((None, SubmissionResult(f.stem, f, error=f"cannot be graded: {e}")))
+                    continue
+                pairs.append((ref, grade_many(ref, [f], options=opts)[0]))
+    for ref, r in pairs:
+        n = len(r.results)
+        if r.error:
+            ok = False
+            print(f"{r.path}: not graded: {r.error}")
+            continue
+        print(
+            f"{r.path}: {sum(x.passed for x in r.results)}/{n} exercises passed, {r.total:g}/{ref.max_points:g} points"
+        )
+        ok &= all(x.passed for x in r.results)
+        if not args.quiet:
+            for x in r.results:
+                line = f"  [{'PASS' if x.passed else 'FAIL'}] {x.title}"
+                if not x.passed:
+                    line += "\n" + textwrap.indent(x.message, " " * 9)
+                print(line)
+    if args.out:
+        out = Path(args.out)
+        graded = [(ref, r) for ref, r in pairs if ref is not None]
+        if args.assignment and graded:
+            print(f"wrote {write_gradebook([r for _, r in graded], graded[0][0], out / 'gradebook.csv')}")
+        for ref, r in graded:
+            write_feedback(r, ref, out / "feedback")
+        if graded:
+            print(f"wrote {len(graded)} feedback files to {out / 'feedback'}")
     return 0 if ok else 1
 
 
