@@ -9,8 +9,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from bncourse.experiments.inference import running_stats
-from bncourse.experiments.result import Result
 from bncourse.plots.inference import plot_running_stats
+from bncourse.result import Result
 from bncourse.widgets import show_figure
 
 __all__ = ["format_running_stats", "running_stats_explorer"]

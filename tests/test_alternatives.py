@@ -21,7 +21,6 @@ from bncourse.checks.alternatives import (
     check_spatial_groupnorm_forward,
 )
 from bncourse.data import Dataset
-from bncourse.experiments import Result
 from bncourse.experiments import norms_compare as exp7
 from bncourse.gradcheck import eval_numerical_gradient_array, rel_error
 from bncourse.models import NORMS, LeNet, SmallVGG, make_norm
@@ -32,6 +31,7 @@ from bncourse.norms.group import (
     weightnorm_forward,
 )
 from bncourse.plots import norms_compare as plot7
+from bncourse.result import Result, load_stored
 
 RNG = np.random.default_rng(7)
 
@@ -216,10 +216,10 @@ def test_accuracy_grid_table_and_store(tiny_result, tmp_path):
     assert "34.7" not in exp7.accuracy_table(tiny_result, paper=False)
     (tmp_path / "results").mkdir()
     tiny_result.save(tmp_path / "results" / "norms-batchsize-full.json")
-    back = exp7.load_stored("norms-batchsize-full", folders=(str(tmp_path / "nowhere"), str(tmp_path / "results")))
+    back = load_stored("norms-batchsize-full", folders=(str(tmp_path / "nowhere"), str(tmp_path / "results")))
     assert isinstance(back, Result)
     np.testing.assert_array_equal(exp7.accuracy_grid(back)[2], acc)
-    assert exp7.load_stored("norms-batchsize-full", folders=(str(tmp_path / "nowhere"),)) is None
+    assert load_stored("norms-batchsize-full", folders=(str(tmp_path / "nowhere"),)) is None
 
 
 def test_reproduce_registers_the_full_run():

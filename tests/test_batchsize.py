@@ -22,6 +22,7 @@ from bncourse.experiments import syncbn as exp_sync  # noqa: E402
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm  # noqa: E402
 from bncourse.plots import batchsize as plot_bs  # noqa: E402
 from bncourse.reproduce import RESULTS  # noqa: E402
+from bncourse.result import load_stored  # noqa: E402
 from bncourse.rnn import ElmanRNN, RecurrentBatchNorm  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- noise
@@ -85,8 +86,8 @@ def test_batchsize_sweep_tiny(tiny_sweep, tmp_path):
     assert np.all(np.isfinite(d["train_loss"])) and np.all(np.isfinite(d["bn_batch_stats_acc"]))
     assert tiny_sweep.meta["device"] == "cpu" and tiny_sweep.config["num_examples"] == 48
     path = tiny_sweep.save(tmp_path / "batchsize-full.json")
-    assert exp_bs.load_stored("batchsize-full", folders=(str(tmp_path / "nowhere"), str(tmp_path))) is not None
-    assert exp_bs.load_stored("batchsize-full", folders=(str(tmp_path / "nowhere"),)) is None
+    assert load_stored("batchsize-full", folders=(str(tmp_path / "nowhere"), str(tmp_path))) is not None
+    assert load_stored("batchsize-full", folders=(str(tmp_path / "nowhere"),)) is None
     assert path.exists()
     with pytest.raises(ValueError):
         exp_bs.batchsize_sweep("huge")

@@ -16,10 +16,10 @@ from bncourse.checks import conv as checks
 from bncourse.checks.base import rel_err
 from bncourse.data import Dataset
 from bncourse.experiments import conv as exp5
-from bncourse.experiments.result import Result
 from bncourse.gradcheck import eval_numerical_gradient_array, rel_error
 from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
 from bncourse.plots import conv as plots5
+from bncourse.result import Result, load_stored
 
 AX = (0, 2, 3)
 
@@ -133,9 +133,9 @@ def test_lenet_sweep_roundtrip_and_stored(sweep, tmp_path, monkeypatch):
     path = sweep.save(tmp_path / "lenet-fashion-full.json")
     back = Result.load(path)
     np.testing.assert_array_equal(back.data["gamma1"], sweep.data["gamma1"])
-    assert exp5.load_stored("lenet-fashion-full", folders=(str(tmp_path),)).name == "lenet_sweep"
+    assert load_stored("lenet-fashion-full", folders=(str(tmp_path),)).name == "lenet_sweep"
     monkeypatch.chdir(tmp_path)
-    assert exp5.load_stored("nothing-here") is None
+    assert load_stored("nothing-here") is None
     with pytest.raises(ValueError, match="scale"):
         exp5.lenet_sweep("huge")
 

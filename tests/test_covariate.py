@@ -22,9 +22,9 @@ from bncourse.experiments import covariate as ecov
 from bncourse.experiments import critique as ecrit
 from bncourse.experiments import critique_nets as nets
 from bncourse.experiments import ladder as eladder
-from bncourse.experiments.result import Result
 from bncourse.plots import covariate as pcov
 from bncourse.plots import critique as pcrit
+from bncourse.result import Result, load_stored
 
 # ------------------------------------------------------------------------------------ exercise 1: saturation
 
@@ -349,7 +349,7 @@ def test_covariate_plots():
 def test_registry_and_load_stored(tmp_path):
     for name in ("lr-ladder-full", "santurkar-vgg-full", "santurkar-dln-full"):
         assert name in reproduce.RESULTS
-    assert ecrit.load_stored("no-such-result", folders=(str(tmp_path),)) is None
+    assert load_stored("no-such-result", folders=(str(tmp_path),)) is None
     r = ecov.bias_drift(num_steps=2)
     r.save(tmp_path / "x.json")
-    assert ecrit.load_stored("x", folders=(str(tmp_path),)).name == "bias_drift"
+    assert load_stored("x", folders=(str(tmp_path),)).name == "bias_drift"

@@ -9,8 +9,8 @@ import pytest
 from matplotlib import pyplot as plt
 
 from bncourse import experiments, plots, widgets
-from bncourse.experiments import Result
 from bncourse.glue import glue
+from bncourse.result import Result
 
 
 @pytest.mark.parametrize("dist", experiments.DISTRIBUTIONS)

@@ -19,10 +19,10 @@ from bncourse.checks.inference import check_fold_linear_bn, check_recalibrate, c
 from bncourse.data import load_dataset
 from bncourse.experiments import inference as exp4
 from bncourse.experiments import inference_practice as exp4p
-from bncourse.experiments.result import Result
 from bncourse.models import LeNet
 from bncourse.norms import BatchNorm
 from bncourse.plots import inference as plots4
+from bncourse.result import Result
 from bncourse.widgets_inference import format_running_stats, running_stats_explorer
 
 # ------------------------------------------------------------------------------------------ helpers

@@ -21,6 +21,7 @@ from bncourse.experiments import sgd as exp1
 from bncourse.experiments import sgd_sensitivity as sens1
 from bncourse.models import MLP
 from bncourse.plots import sgd as plot1
+from bncourse.result import load_stored
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +89,9 @@ def test_throughput_shapes_and_units():
 
 def test_load_stored_and_reproduce_registry(tmp_path):
     assert "sgd-throughput-full" in reproduce.RESULTS
-    assert exp1.load_stored("sgd-throughput-full", folders=(str(tmp_path),)) is None
+    assert load_stored("sgd-throughput-full", folders=(str(tmp_path),)) is None
     exp1.quadratic_gd(num_steps=2).save(tmp_path / "q.json")
-    assert exp1.load_stored("q", folders=(str(tmp_path),)).name == "quadratic_gd"
+    assert load_stored("q", folders=(str(tmp_path),)).name == "quadratic_gd"
 
 
 def test_amplification_vanishes_for_small_and_grows_for_large_init(mnist5k):

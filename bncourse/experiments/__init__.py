@@ -3,7 +3,7 @@
 A result holds arrays and metadata (config, data used, device, torch version, wall time); plots and
 widgets only draw results, so every figure can be redrawn from a stored result. One module per topic:
 
-- :mod:`~bncourse.experiments.result` - :class:`Result` (save/load) and its metadata;
+- :mod:`~bncourse.result` - :class:`Result` (save/load) and its metadata;
 - :mod:`~bncourse.experiments.algorithm` - chapter 3 (the BN algorithm);
 - :mod:`~bncourse.experiments.figure1` - the BN paper's Figure 1;
 - per chapter: ``sgd``/``sgd_sensitivity`` (1), ``covariate``/``critique``/``critique_nets``/``ladder`` (2),
@@ -13,7 +13,7 @@ widgets only draw results, so every figure can be redrawn from a stored result. 
 
 from bncourse.experiments.algorithm import DISTRIBUTIONS, backward_timing, bn_activations, fit_identity, sample_inputs
 from bncourse.experiments.figure1 import FIGURE1_SCALES, figure1, figure1_networks
-from bncourse.experiments.result import Result, make_meta
+from bncourse.result import Result, make_meta
 
 __all__ = [
     "DISTRIBUTIONS",

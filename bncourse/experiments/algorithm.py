@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from bncourse.experiments.result import Result, make_meta
 from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
+from bncourse.result import Result, make_meta
 
 __all__ = ["DISTRIBUTIONS", "backward_timing", "bn_activations", "fit_identity", "sample_inputs"]
 

@@ -22,10 +22,10 @@ from torch import nn
 
 from bncourse import data as bdata
 from bncourse.experiments.algorithm import sample_inputs
-from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
 from bncourse.parallel import default_workers, run_jobs
+from bncourse.result import Result, make_meta
 from bncourse.train import images_to_tensor, train_models
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "SWEEP_NORMS",
     "batchsize_full",
     "batchsize_sweep",
-    "load_stored",
     "one_thread",
     "normalisation_noise",
     "statistics_noise",

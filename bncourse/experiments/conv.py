@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import LeNet
 from bncourse.norms import batchnorm_forward
+from bncourse.result import Result, make_meta
 from bncourse.train import images_to_tensor, train_models
 
 __all__ = [
@@ -28,7 +28,6 @@ __all__ = [
     "final_accuracy",
     "lenet_fashion_full",
     "lenet_sweep",
-    "load_stored",
     "select_runs",
     "shift_equivariance",
     "stat_noise",

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from bncourse import data as bdata
 from bncourse.engine import batch_indices
-from bncourse.experiments.result import Result, make_meta
 from bncourse.models import MLP
+from bncourse.result import Result, make_meta
 
 __all__ = ["bias_drift", "covariate_shift_demo", "saturation_run", "whitening_cost", "zca_whiten"]
 

@@ -5,7 +5,6 @@
 - :func:`deep_linear_run` - the same measurements on a deep linear network with and without BN;
 - :func:`santurkar_vgg_full`, :func:`santurkar_dln_full` - the GPU-scale runs, stored by
   ``python -m bncourse.reproduce santurkar-vgg-full`` (and ``santurkar-dln-full``);
-- :func:`load_stored` - a stored result if there is one.
 
 The networks and the measurements themselves are in :mod:`bncourse.experiments.critique_nets`.
 """
@@ -32,7 +31,7 @@ from bncourse.experiments.critique_nets import (
     measure_step,
     resample_noise,
 )
-from bncourse.experiments.result import Result, load_stored, make_meta
+from bncourse.result import Result, make_meta
 from bncourse.runtime import device_name, pick_device
 from bncourse.train import images_to_tensor
 
@@ -40,7 +39,6 @@ __all__ = [
     "CRITIQUE_SCALES",
     "critique_run",
     "deep_linear_run",
-    "load_stored",
     "santurkar_dln_full",
     "santurkar_vgg_full",
     "train_measured",

@@ -7,7 +7,7 @@ from typing import Any
 
 from bncourse import data as bdata
 from bncourse.engine import RunConfig, train_mlps
-from bncourse.experiments.result import Result, make_meta
+from bncourse.result import Result, make_meta
 
 __all__ = ["FIGURE1_SCALES", "figure1", "figure1_full", "figure1_networks"]
 

@@ -4,7 +4,7 @@
 Synthetic ones (:func:`batch_variance_bias`, :func:`running_stats`) check the formulas. :func:`stat_tracking`
 trains a BN network on real data and follows how far the running averages of several momenta are from
 the network's true statistics during training; :func:`recalibration_samples` measures PreciseBN on it.
-Every function is seeded and returns a :class:`~bncourse.experiments.result.Result`; functions that take
+Every function is seeded and returns a :class:`~bncourse.result.Result`; functions that take
 a model never change it.
 """
 
@@ -21,10 +21,10 @@ from torch import nn
 from bncourse import data as bdata
 from bncourse.engine import batch_indices
 from bncourse.experiments.algorithm import sample_inputs
-from bncourse.experiments.result import Result, make_meta
 from bncourse.inference import bn_input_stats, bn_layers, recalibrate_bn, running_average
 from bncourse.models import paper_mlp
 from bncourse.norms import reduce_axes
+from bncourse.result import Result, make_meta
 
 __all__ = [
     "accuracy",

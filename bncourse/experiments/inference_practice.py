@@ -2,7 +2,7 @@
 train/eval mistakes, fine-tuning with frozen or updated statistics, and the speed of a folded model.
 
 Each function takes a trained model and never changes it (it works on copies), and returns a
-:class:`~bncourse.experiments.result.Result`.
+:class:`~bncourse.result.Result`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from torch import nn
 from bncourse import data as bdata
 from bncourse.engine import batch_indices
 from bncourse.experiments.inference import accuracy, flat_images
-from bncourse.experiments.result import Result, make_meta
 from bncourse.inference import bn_layers, fold_bn_model, recalibrate_bn
+from bncourse.result import Result, make_meta
 
 __all__ = ["batch_dependence", "eval_mistakes", "finetune_bn", "fold_timing"]
 

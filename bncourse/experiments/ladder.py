@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, make_meta
 from bncourse.models import LeNet, SmallVGG
+from bncourse.result import Result, make_meta
 from bncourse.train import train_models
 
 __all__ = ["LADDER", "LADDER_SCALES", "lr_ladder", "lr_ladder_full", "steps_to_reach"]

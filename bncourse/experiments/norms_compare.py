@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import make_norm
 from bncourse.parallel import default_workers, run_jobs
+from bncourse.result import Result, make_meta
 from bncourse.runtime import pick_device
 from bncourse.train import images_to_tensor, train_models
 
@@ -34,7 +34,6 @@ __all__ = [
     "ConvNet3",
     "accuracy_grid",
     "accuracy_table",
-    "load_stored",
     "norms_batchsize",
     "norms_batchsize_full",
     "stat_sizes",

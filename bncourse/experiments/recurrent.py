@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from bncourse import data as bdata
 from bncourse.engine import batch_indices
 from bncourse.experiments.batchsize import one_thread
-from bncourse.experiments.result import Result, make_meta
+from bncourse.result import Result, make_meta
 from bncourse.rnn import ElmanRNN
 
 __all__ = ["RNN_VARIANTS", "recurrent_bn", "saved_bytes"]

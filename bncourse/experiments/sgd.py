@@ -19,15 +19,14 @@ import torch
 import torch.nn.functional as F
 
 from bncourse import data as bdata
-from bncourse.experiments.result import Result, load_stored, make_meta
 from bncourse.models import paper_mlp
+from bncourse.result import Result, make_meta
 from bncourse.runtime import pick_device
 
 __all__ = [
     "THROUGHPUT_SCALES",
     "fit_slope",
     "gradient_noise",
-    "load_stored",
     "per_example_sq_norms",
     "quadratic_gd",
     "throughput",

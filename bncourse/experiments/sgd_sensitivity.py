@@ -17,8 +17,8 @@ import torch
 
 from bncourse import data as bdata
 from bncourse.engine import RunConfig, train_mlps
-from bncourse.experiments.result import Result, make_meta
 from bncourse.models import MLP
+from bncourse.result import Result, make_meta
 
 __all__ = [
     "LOSS_MARGIN",

@@ -21,9 +21,9 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
 
-from bncourse.experiments.result import Result, make_meta
 from bncourse.norms.batchnorm import BatchNorm
 from bncourse.norms.sync import SyncBatchNorm
+from bncourse.result import Result, make_meta
 
 __all__ = ["demo_batch", "demo_model", "sync_bn_demo"]
 

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from bncourse.experiments import Result
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = ["plot_backward_timing", "plot_bn_activations", "plot_identity_fit"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bncourse.experiments import Result
+from bncourse.result import Result
 
 __all__ = ["expect"]
 

@@ -7,8 +7,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bncourse.experiments.batchsize import normalisation_noise
-from bncourse.experiments.result import Result
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = [
     "GN_PAPER_ERROR",

@@ -7,8 +7,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bncourse.experiments.result import Result
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = ["plot_channel_stats", "plot_gamma_beta", "plot_lenet_run", "plot_lenet_sweep", "plot_shift_equivariance"]
 

@@ -6,8 +6,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from bncourse.experiments.result import Result
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = ["plot_bias_drift", "plot_covariate_shift", "plot_saturation", "plot_whitening_cost", "saturation_label"]
 

@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from bncourse.experiments.result import Result
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = [
     "NETWORK_LABELS",

@@ -9,9 +9,9 @@ from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from bncourse.experiments import Result
 from bncourse.experiments.norms_compare import GN_PAPER, NORM_LABELS, accuracy_grid, stat_sizes
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = [
     "AXES_NAMES",

@@ -7,8 +7,8 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from bncourse.experiments.result import Result
 from bncourse.plots.base import expect
+from bncourse.result import Result
 
 __all__ = [
     "plot_amplification",
