@@ -152,3 +152,18 @@ def test_colab_notebook_is_plain(notebook):
         assert solutions and all("raise NotImplementedError" in s for s in solutions)
         stripped = [s.split("# BEGIN SOLUTION", 1)[1].split("# END SOLUTION", 1)[0].strip() for s in solutions]
         assert all(s.startswith("raise NotImplementedError") and s.count("\n") == 0 for s in stripped), stripped
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("notebook", CHAPTERS + STUDENT, ids=lambda p: p.name)
+def test_website_launches_this_notebook_and_hides_the_install_cell(notebook):
+    """The page's Colab button opens exactly the notebook tested above; the install cell is not on the page."""
+    site = Path(os.environ.get("BNCOURSE_SITE", ROOT / "_build" / "html"))
+    page = site / notebook.relative_to(ROOT).with_suffix(".html")
+    if not page.exists():
+        pytest.fail(f"{page} is missing: build the website first (bash scripts/build_book.sh)", pytrace=False)
+    html = page.read_text()
+    links = set(re.findall(r"https://colab\.research\.google\.com/github/[^\"']+", html))
+    want = f"/blob/main/{notebook.relative_to(ROOT).as_posix()}"
+    assert links and all(link.endswith(want) for link in links), links
+    assert "google.colab" not in html and "%pip install" not in html, "the install cell is on the website"
