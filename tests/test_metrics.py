@@ -33,6 +33,11 @@ def test_accuracy_sets_the_mode_and_train_mode_uses_batch_statistics():
     # batch statistics: column 0 -> (-1.22, 0, 1.22), column 1 -> (-0.89, -0.51, 1.40): predictions 1, 0, 1
     assert accuracy(model, x, y, batch_size=3, train=True) == pytest.approx(1 / 3, abs=0)
     assert model.training  # left as set
+    # each batch of 3 is normalised on its own, so a shifted copy of the batch gets the same predictions 1, 0, 1
+    # (all 6 at once, the shift would decide them: 1, 1, 1, 0, 0, 1)
+    x6, y6 = torch.cat([x, x + torch.tensor([100.0, 0.0])]), torch.tensor([1, 0, 1, 1, 0, 1])
+    assert accuracy(nn.BatchNorm1d(2, affine=False), x6, y6, batch_size=3, train=True) == 1.0
+    assert accuracy(nn.BatchNorm1d(2, affine=False), x6, y6, batch_size=None, train=True) == 4 / 6
     assert float(model.running_mean[0]) == pytest.approx(0.1 * 11.0)  # updated (momentum 0.1), as PyTorch does
 
 
