@@ -4,6 +4,9 @@ Modules (import them explicitly; nothing runs on import):
 
 - :mod:`bncourse.norms` - from-scratch numpy references and torch modules for BN.
 - :mod:`bncourse.gradcheck` - centred-difference numeric gradients and ``rel_error``.
+- :mod:`bncourse.data` - datasets as numpy arrays; images to tensors; the seeded batch order.
+- :mod:`bncourse.runtime` - device choice and names, CPU threads, best-of timing, the chapters' scale.
+- :mod:`bncourse.metrics` - accuracy, the one implementation every trainer and experiment uses.
 - :mod:`bncourse.checks` - graders for the exercises.
 - :mod:`bncourse.experiments` - small experiments returning plain result objects.
 - :mod:`bncourse.plots` and :mod:`bncourse.widgets` - figures and ipywidgets panels of results.

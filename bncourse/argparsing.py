@@ -36,22 +36,10 @@ def check_device(device: str) -> str:
     """Return ``device`` if torch can use it here: ``cpu``, ``cuda`` or ``cuda:<index>``.
 
     Raises:
-        ValueError: not a device name torch knows, a device type other than cpu and cuda, or CUDA (or that
-            GPU index) is not available on this machine; the message says which.
+        ValueError: as :func:`bncourse.runtime.pick_device` (which does the check): not a device name torch
+            knows, a device type other than cpu and cuda, or CUDA (or that GPU index) is not available here.
     """
-    import torch
+    from bncourse.runtime import pick_device
 
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise ValueError(f"{device!r} is not a device; use cpu, cuda or cuda:<index>") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise ValueError(f"{device!r}: only cpu and cuda are supported")
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"{device!r}: CUDA is not available here ({why}); use --device cpu")
-        count = torch.cuda.device_count()
-        if parsed.index is not None and parsed.index >= count:
-            raise ValueError(f"{device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    pick_device(device)
     return device

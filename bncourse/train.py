@@ -2,7 +2,7 @@
 
 The MLP sweeps of the book use :mod:`bncourse.engine`, which trains many models in one batched step.
 Convolutional networks go through this simpler trainer: data resident on the device, the engine's seeded
-batch order (:func:`bncourse.engine.batch_indices`), periodic evaluation in eval mode, and results in the
+batch order (:func:`bncourse.data.batch_indices`), periodic evaluation in eval mode, and results in the
 engine's layout (``(K, E)`` arrays), so plots treat both alike.
 """
 
@@ -19,25 +19,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from bncourse.cuda_graphs import capture_steps
-from bncourse.engine import batch_indices
+from bncourse.data import batch_indices, images_to_tensor
+from bncourse.metrics import accuracy
 from bncourse.runtime import device_name, pick_device
 
-__all__ = ["images_to_tensor", "train_models"]
-
-
-def images_to_tensor(x: np.ndarray, device, dtype=None, channels_last_input: bool | None = None) -> torch.Tensor:
-    """uint8 images to a float ``(N, C, H, W)`` tensor in [0, 1] (``dtype``: torch's default float type by
-    default): ``(N, H, W)`` gains a channel axis and ``(N, H, W, 3)`` (HWC, as CIFAR-10 is stored) is
-    transposed."""
-    dtype = dtype or torch.get_default_dtype()
-    t = torch.as_tensor(np.asarray(x))
-    scale = 255.0 if t.dtype == torch.uint8 else 1.0
-    t = t.to(dtype) / scale
-    if t.dim() == 3:
-        t = t.unsqueeze(1)  # (N, H, W) -> (N, 1, H, W)
-    elif t.dim() == 4 and (channels_last_input or (channels_last_input is None and t.shape[-1] in (1, 3))):
-        t = t.permute(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
-    return t.contiguous().to(device)
+__all__ = ["train_models"]
 
 
 def train_models(
@@ -116,7 +102,7 @@ def train_models(
             if s > last:
                 loss[k, e] = float(running) / (s - last)
             running.zero_()
-            acc[k, e] = _accuracy(model, xte, yte)
+            acc[k, e] = accuracy(model, xte, yte)
             last = s
         models.append(model.eval())
     bar.close()
@@ -161,10 +147,3 @@ def _graph_or_eager(step: Callable[[], None], model: torch.nn.Module, opt: torch
                 if torch.is_tensor(v):
                     v.zero_()
     return replay, True
-
-
-@torch.no_grad()
-def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> float:
-    model.eval()
-    correct = sum(int((model(x[i : i + chunk]).argmax(1) == y[i : i + chunk]).sum()) for i in range(0, len(x), chunk))
-    return correct / len(x)

@@ -32,6 +32,7 @@ from bncourse.norms.group import (
 )
 from bncourse.plots import norms_compare as plot7
 from bncourse.result import Result, load_stored
+from bncourse.runtime import cpu_threads
 
 RNG = np.random.default_rng(7)
 
@@ -39,10 +40,8 @@ RNG = np.random.default_rng(7)
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny models train faster on one thread (and far faster when other work shares the CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 # ------------------------------------------------------------------ make_norm

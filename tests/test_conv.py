@@ -20,6 +20,7 @@ from bncourse.gradcheck import eval_numerical_gradient_array, rel_error
 from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
 from bncourse.plots import conv as plots5
 from bncourse.result import Result, load_stored
+from bncourse.runtime import cpu_threads
 
 AX = (0, 2, 3)
 
@@ -92,10 +93,8 @@ def _tiny_dataset(n_train=256, n_test=64, seed=0) -> Dataset:
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny models train faster on one thread (and far faster when other work shares the CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

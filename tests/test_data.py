@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bncourse import data
 
@@ -566,3 +567,37 @@ def test_a_root_that_is_a_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv(data.ROOT_ENV, str(target))
     with pytest.raises(data.DataError, match="is a file, not a folder"):
         data.load_dataset("cifar10")
+
+
+# ------------------------------------------------------------------ from arrays to tensors
+
+
+def test_batch_indices_are_seeded_in_range_and_the_engine_uses_the_same_function():
+    from bncourse import engine
+
+    idx = data.batch_indices(50, 8, 5, data_seed=3)
+    assert idx.shape == (5, 8) and int(idx.min()) >= 0 and int(idx.max()) < 50
+    assert torch.equal(idx, data.batch_indices(50, 8, 5, data_seed=3))
+    assert not torch.equal(idx, data.batch_indices(50, 8, 5, data_seed=4))
+    assert engine.batch_indices is data.batch_indices
+
+
+def test_flat_images_scales_uint8_only_and_keeps_the_dtype_asked_for():
+    x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 10  # values 0..230
+    flat = data.flat_images(x)
+    assert flat.shape == (2, 12) and flat.dtype == torch.float32
+    assert torch.equal(flat, torch.as_tensor(x.reshape(2, -1), dtype=torch.float32) / 255.0)
+    assert torch.equal(flat, data.images_to_tensor(x, dtype=torch.float32).flatten(1))  # the two agree
+    assert data.flat_images(x, dtype=torch.float64).dtype == torch.float64
+    already = np.full((2, 2, 2), 0.5, dtype=np.float32)  # not uint8: taken as already in [0, 1]
+    assert torch.equal(data.flat_images(already), torch.full((2, 4), 0.5))
+
+
+def test_images_to_tensor_channel_layouts():
+    hwc = np.zeros((1, 2, 2, 3), dtype=np.uint8)
+    hwc[..., 1] = 255
+    t = data.images_to_tensor(hwc)
+    assert t.shape == (1, 3, 2, 2) and t.device.type == "cpu" and float(t[:, 1].min()) == 1.0
+    four = np.zeros((1, 5, 5, 4), dtype=np.uint8)  # 4 trailing values: channels first unless told otherwise
+    assert data.images_to_tensor(four).shape == (1, 5, 5, 4)
+    assert data.images_to_tensor(four, channels_last_input=True).shape == (1, 4, 5, 5)

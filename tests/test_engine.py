@@ -232,7 +232,8 @@ def test_bench_prints_ratios_last(capsys):
 
 
 def test_train_models_equals_plain_loop_for_a_convnet():
-    from bncourse.train import images_to_tensor, train_models
+    from bncourse.data import images_to_tensor
+    from bncourse.train import train_models
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (80, 28, 28), dtype=np.uint8)
@@ -298,7 +299,7 @@ def test_train_models_refuses_a_graph_on_cpu():
 
 
 def test_images_to_tensor_layouts():
-    from bncourse.train import images_to_tensor
+    from bncourse.data import images_to_tensor
 
     gray = images_to_tensor(np.full((2, 5, 5), 255, dtype=np.uint8), "cpu")
     assert gray.shape == (2, 1, 5, 5) and float(gray.max()) == 1.0

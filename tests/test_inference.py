@@ -23,6 +23,7 @@ from bncourse.models import LeNet
 from bncourse.norms import BatchNorm
 from bncourse.plots import inference as plots4
 from bncourse.result import Result
+from bncourse.runtime import cpu_threads
 from bncourse.widgets_inference import format_running_stats, running_stats_explorer
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -31,10 +32,8 @@ from bncourse.widgets_inference import format_running_stats, running_stats_explo
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """The models here are tiny: one thread is faster, and keeps the suite fast when the CPU is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with cpu_threads(1):
+        yield
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -8,6 +8,7 @@ import numpy as np
 
 from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm_forward
 from bncourse.result import Result, make_meta
+from bncourse.runtime import best_time
 
 __all__ = ["DISTRIBUTIONS", "backward_timing", "bn_activations", "fit_identity", "sample_inputs"]
 
@@ -125,15 +126,6 @@ def fit_identity(
     return Result("fit_identity", config, data, make_meta("synthetic normal inputs", started))
 
 
-def _best_time(fn, repeats: int) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def backward_timing(
     batch_sizes: tuple[int, ...] = (16, 64, 256, 1024, 4096), num_features: int = 256, repeats: int = 20, seed: int = 0
 ) -> Result:
@@ -152,8 +144,8 @@ def backward_timing(
         x = rng.normal(size=(n, num_features))
         dout = rng.normal(size=(n, num_features))
         _, cache = batchnorm_forward(x, np.ones(num_features), np.zeros(num_features))
-        staged.append(_best_time(lambda: batchnorm_backward(dout, cache), repeats))  # noqa: B023
-        compact.append(_best_time(lambda: batchnorm_backward_alt(dout, cache), repeats))  # noqa: B023
+        staged.append(best_time(lambda: batchnorm_backward(dout, cache), repeats, warmup=0))  # noqa: B023
+        compact.append(best_time(lambda: batchnorm_backward_alt(dout, cache), repeats, warmup=0))  # noqa: B023
     staged_s, compact_s = np.array(staged), np.array(compact)
     config = {"batch_sizes": list(batch_sizes), "num_features": num_features, "repeats": repeats, "seed": seed}
     data = {

@@ -11,10 +11,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,11 +21,13 @@ from torch import nn
 
 from bncourse import data as bdata
 from bncourse.experiments.algorithm import sample_inputs
+from bncourse.metrics import accuracy
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
 from bncourse.parallel import default_workers, run_jobs
 from bncourse.result import Result, make_meta
-from bncourse.train import images_to_tensor, train_models
+from bncourse.runtime import cpu_threads
+from bncourse.train import train_models
 
 __all__ = [
     "BATCH_SIZES",
@@ -36,7 +37,6 @@ __all__ = [
     "SWEEP_NORMS",
     "batchsize_full",
     "batchsize_sweep",
-    "one_thread",
     "normalisation_noise",
     "statistics_noise",
     "sweep_model",
@@ -56,18 +56,6 @@ BATCHSIZE_SCALES = {
 # z = +-0.95 + e with Var[e] = 1 - 0.95^2
 _A, _S2 = 0.95, 1 - 0.95**2
 KURTOSIS = {"normal": 3.0, "uniform": 1.8, "exponential": 9.0, "bimodal": _A**4 + 6 * _A**2 * _S2 + 3 * _S2**2}
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block: tiny models are faster so, above all on a shared CPU,
-    where idle threads of the pool make every small operation wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def statistics_noise(
@@ -183,15 +171,6 @@ def sweep_model(norm: str, stats_batch: int, num_steps: int, width: int = 100, s
     return model
 
 
-@torch.no_grad()
-def _batch_stats_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Accuracy when the test set is normalised as in training: batches of ``batch_size``, batch statistics."""
-    model = copy.deepcopy(model).train()  # a copy: training mode updates the running statistics
-    n = len(x) // batch_size * batch_size
-    pairs = zip(x[:n].split(batch_size), y[:n].split(batch_size), strict=True)
-    return sum(int((model(xb).argmax(1) == yb).sum()) for xb, yb in pairs) / n
-
-
 def batchsize_sweep(
     scale: str = "reduced",
     batch_sizes: Sequence[int] = BATCH_SIZES,
@@ -249,7 +228,7 @@ def batchsize_sweep(
         (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""))
         for norm in norms for b in batch_sizes for s in seeds
     ]  # fmt: skip
-    with one_thread():  # CPU threads only; harmless on a GPU
+    with cpu_threads(1):  # CPU threads only; harmless on a GPU
         outs = run_jobs(_sweep_run, jobs, workers, progress=progress, desc="sweep runs",
                         cost=lambda job: 1 / job[3])  # fmt: skip  # the smaller the step batch, the more steps
     dev_name = outs[0][0] if outs else "cpu"
@@ -290,9 +269,12 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
     bn_bs = np.nan
     if norm == "bn":
         dev = next(out["models"][0].parameters()).device
-        x_test = images_to_tensor(ds.x_test, dev)
+        x_test = bdata.images_to_tensor(ds.x_test, dev)
         y_test = torch.as_tensor(ds.y_test, dtype=torch.long, device=dev)
-        bn_bs = _batch_stats_accuracy(out["models"][0], x_test, y_test, b)
+        # the test set normalised as in training: whole batches of b, batch statistics; on a copy, since
+        # train mode updates the running statistics
+        n = len(x_test) // b * b
+        bn_bs = accuracy(copy.deepcopy(out["models"][0]), x_test[:n], y_test[:n], batch_size=b, train=True)
     return out["device"], float(out["test_acc"][0, -1]), float(out["train_loss"][0, -1]), bn_bs
 
 

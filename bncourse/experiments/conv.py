@@ -19,7 +19,7 @@ from bncourse import data as bdata
 from bncourse.models import LeNet
 from bncourse.norms import batchnorm_forward
 from bncourse.result import Result, make_meta
-from bncourse.train import images_to_tensor, train_models
+from bncourse.train import train_models
 
 __all__ = [
     "LENET_SCALES",
@@ -132,7 +132,7 @@ def stat_noise(images: np.ndarray, batch_size: int = 32, num_batches: int = 200,
     img_means, total, total_sq = [], 0.0, 0.0
     with torch.no_grad():
         for batch in idx:
-            z = conv(images_to_tensor(images[batch], "cpu", dtype=torch.float32)).double().numpy()  # (m, C, p, q)
+            z = conv(bdata.images_to_tensor(images[batch], "cpu", dtype=torch.float32)).double().numpy()  # (m, C, p, q)
             img_means.append(z.mean(axis=(2, 3)))  # (m, C): each image's spatial mean
             total, total_sq = total + z.sum(axis=(0, 2, 3)), total_sq + (z**2).sum(axis=(0, 2, 3))
     p, q = z.shape[2:]
@@ -238,7 +238,7 @@ def lenet_sweep(
         batch_size=cfg["batch_size"], eval_every=cfg["eval_every"], eval_size=cfg["eval_size"],
         device=device, progress=progress,
     )  # fmt: skip
-    x_stats = images_to_tensor(ds.x_test[:_STATS_IMAGES], out["models"][0].features[0].weight.device)
+    x_stats = bdata.images_to_tensor(ds.x_test[:_STATS_IMAGES], out["models"][0].features[0].weight.device)
     rows: dict[str, list] = {}
     for c, model in zip(runs, out["models"], strict=True):
         init = make(c)

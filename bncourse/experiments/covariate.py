@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from bncourse import data as bdata
-from bncourse.engine import batch_indices
+from bncourse.metrics import accuracy
 from bncourse.models import MLP
 from bncourse.result import Result, make_meta
+from bncourse.runtime import best_time
 
 __all__ = ["bias_drift", "covariate_shift_demo", "saturation_run", "whitening_cost", "zca_whiten"]
 
@@ -135,10 +136,9 @@ def saturation_run(
     """
     started = time.perf_counter()
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
-    xtr = torch.as_tensor(ds.x_train.reshape(len(ds.x_train), -1), dtype=torch.float32) / 255.0
-    xte = torch.as_tensor(ds.x_test.reshape(len(ds.x_test), -1), dtype=torch.float32) / 255.0
+    xtr, xte = bdata.flat_images(ds.x_train), bdata.flat_images(ds.x_test)  # (N, 784) float32 in [0, 1]
     ytr, yte = torch.as_tensor(ds.y_train), torch.as_tensor(ds.y_test)
-    idx = batch_indices(len(xtr), batch_size, num_steps, seed)
+    idx = bdata.batch_indices(len(xtr), batch_size, num_steps, seed)
     evals = list(range(0, num_steps + 1, eval_every))
     sat = np.zeros((len(configs), len(evals), 3))
     acc = np.zeros((len(configs), len(evals)))
@@ -152,9 +152,7 @@ def saturation_run(
                 pre = _hidden_preacts(model, xte[:probe_size])  # 3 x (probe_size, 100)
                 sat[k, e] = [float((z.abs() > threshold).float().mean()) for z in pre]
                 gnorm[k, e] = _weight_grad_norms(model, xte[:probe_size], yte[:probe_size])
-                model.eval()
-                with torch.no_grad():
-                    acc[k, e] = float((model(xte).argmax(1) == yte).float().mean())
+                acc[k, e] = accuracy(model, xte, yte, batch_size=None)  # in eval mode
                 model.train()
             if step == num_steps:
                 break
@@ -219,16 +217,6 @@ def zca_whiten(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return xc @ w
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def whitening_cost(
     widths: Sequence[int] = (16, 32, 64, 128, 256, 512), batch_size: int = 1024, repeats: int = 3, seed: int = 0
 ) -> Result:
@@ -252,8 +240,8 @@ def whitening_cost(
         def run_zca(x=x, dout=dout):
             torch.autograd.grad(zca_whiten(x), x, dout)
 
-        bn_s.append(_best_time(run_bn, repeats))
-        zca_s.append(_best_time(run_zca, repeats))
+        bn_s.append(best_time(run_bn, repeats))  # one warm-up call, then the best single call
+        zca_s.append(best_time(run_zca, repeats))
         with torch.no_grad():
             z = zca_whiten(x)
             err.append(float((z.T @ z / batch_size - torch.eye(d, dtype=torch.float64)).abs().max()))

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bncourse import data as bdata
-from bncourse.engine import batch_indices
 from bncourse.experiments.critique_nets import (
     NETWORKS,
     DeepLinear,
@@ -31,9 +30,9 @@ from bncourse.experiments.critique_nets import (
     measure_step,
     resample_noise,
 )
+from bncourse.metrics import accuracy
 from bncourse.result import Result, make_meta
 from bncourse.runtime import device_name, pick_device
-from bncourse.train import images_to_tensor
 
 __all__ = [
     "CRITIQUE_SCALES",
@@ -67,12 +66,13 @@ def _probe_percentiles(model: nn.Module, probe: str, x: torch.Tensor) -> np.ndar
 
 @torch.no_grad()
 def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> float:
-    model.eval()
-    out = torch.cat([model(x[i : i + 2000]) for i in range(0, len(x), 2000)])
-    model.train()
     if task == "classify":
-        return float((out.argmax(1) == y).float().mean())
-    return float(F.mse_loss(out, y))
+        value = accuracy(model, x, y)  # in eval mode
+    else:
+        model.eval()
+        value = float(F.mse_loss(torch.cat([model(x[i : i + 2000]) for i in range(0, len(x), 2000)]), y))
+    model.train()
+    return value
 
 
 def train_measured(
@@ -99,7 +99,7 @@ def train_measured(
     Args:
         model: the network (its noisy BN layers get fresh noise every step).
         x_train, y_train, x_test, y_test: tensors on the model's device.
-        lr, num_steps, batch_size: SGD settings; the batch order is :func:`bncourse.engine.batch_indices`.
+        lr, num_steps, batch_size: SGD settings; the batch order is :func:`bncourse.data.batch_indices`.
         eval_every: steps between evaluations of test accuracy (``task="classify"``) or test MSE.
         measure_every: steps between measurements (also at step 0).
         multipliers: step sizes along the gradient for the landscape, in units of ``lr``.
@@ -115,8 +115,8 @@ def train_measured(
     """
     loss_fn = F.cross_entropy if task == "classify" else F.mse_loss
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    idx = batch_indices(len(x_train), batch_size, num_steps, data_seed)
-    probe_x = x_train[batch_indices(len(x_train), 256, 1, data_seed + 12345)[0]]
+    idx = bdata.batch_indices(len(x_train), batch_size, num_steps, data_seed)
+    probe_x = x_train[bdata.batch_indices(len(x_train), 256, 1, data_seed + 12345)[0]]
     evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
     measures = list(range(0, num_steps, measure_every))
     n_layers, n_mult = len(layer_groups(model)), len(multipliers)
@@ -159,7 +159,7 @@ def train_measured(
 
 def _image_data(dataset: str | bdata.Dataset, device: torch.device, flatten: bool, eval_size: int | None):
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
-    xtr, xte = images_to_tensor(ds.x_train, device), images_to_tensor(ds.x_test[:eval_size], device)
+    xtr, xte = bdata.images_to_tensor(ds.x_train, device), bdata.images_to_tensor(ds.x_test[:eval_size], device)
     if flatten:
         xtr, xte = xtr.flatten(1), xte.flatten(1)
     ytr = torch.as_tensor(ds.y_train, dtype=torch.long, device=device)

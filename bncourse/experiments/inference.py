@@ -19,13 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from bncourse import data as bdata
-from bncourse.engine import batch_indices
+from bncourse.data import batch_indices, flat_images
 from bncourse.experiments.algorithm import sample_inputs
 from bncourse.inference import bn_input_stats, bn_layers, recalibrate_bn, running_average
+from bncourse.metrics import accuracy
 from bncourse.models import paper_mlp
 from bncourse.norms import reduce_axes
 from bncourse.result import Result, make_meta
 
+# accuracy (bncourse.metrics) and flat_images (bncourse.data) are re-exported: the chapter calls them from here
 __all__ = [
     "accuracy",
     "batch_variance_bias",
@@ -35,24 +37,6 @@ __all__ = [
     "set_bn_stats",
     "stat_tracking",
 ]
-
-
-def flat_images(x: np.ndarray) -> torch.Tensor:
-    """uint8 images ``(N, H, W)`` -> float32 ``(N, H*W)`` in [0, 1], as the MLPs of this chapter take them."""
-    return torch.as_tensor(np.asarray(x).reshape(len(x), -1), dtype=torch.float32) / 255.0
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2000, train: bool = False) -> float:
-    """Fraction of correct predictions over consecutive batches of ``x``; BN in eval or (``train``) train mode.
-
-    ``model`` is used as is: in train mode its running statistics are updated, as PyTorch would do.
-    """
-    model.train(train)
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-    return correct / len(x)
 
 
 @torch.no_grad()

@@ -16,10 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bncourse import data as bdata
-from bncourse.engine import batch_indices
-from bncourse.experiments.inference import accuracy, flat_images
 from bncourse.inference import bn_layers, fold_bn_model, recalibrate_bn
+from bncourse.metrics import accuracy
 from bncourse.result import Result, make_meta
+from bncourse.runtime import best_time
 
 __all__ = ["batch_dependence", "eval_mistakes", "finetune_bn", "fold_timing"]
 
@@ -124,9 +124,9 @@ def finetune_bn(
     """
     started = time.perf_counter()
     shifts = shifts or {"same inputs": (1.0, 0.0), "low contrast (0.3 x + 0.5)": (0.3, 0.5)}
-    x_tr, x_te = flat_images(ds.x_train), flat_images(ds.x_test)
+    x_tr, x_te = bdata.flat_images(ds.x_train), bdata.flat_images(ds.x_test)
     y_tr, y_te = torch.as_tensor(ds.y_train), torch.as_tensor(ds.y_test)
-    idx = batch_indices(len(x_tr), batch_size, num_steps, seed)
+    idx = bdata.batch_indices(len(x_tr), batch_size, num_steps, seed)
     methods = ["as trained", "recalibrated only", "fine-tuned, BN frozen", "fine-tuned, BN updated"]
     acc = np.zeros((len(shifts), len(methods)))
     for i, (a, c) in enumerate(shifts.values()):
@@ -149,22 +149,6 @@ def finetune_bn(
     config.update({"lr": lr, "recal_examples": recal_examples, "seed": seed, "methods": methods})
     data = {"shifts": np.array(list(shifts)), "methods": np.array(methods), "test_acc": acc}
     return Result("finetune_bn", config, data, make_meta(ds.describe(), started))
-
-
-def _best_time(fn, repeats: int, min_time: float = 0.005) -> float:
-    """Seconds per call of ``fn``: the best over ``repeats`` timings of loops lasting at least ``min_time``."""
-    fn()  # warm-up
-    t0, n = time.perf_counter(), 0
-    while time.perf_counter() - t0 < min_time:
-        fn()
-        n += 1
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
 
 
 @torch.inference_mode()
@@ -195,8 +179,8 @@ def fold_timing(
         fused = fold_bn_model(model)
         for j, b in enumerate(batch_sizes):
             x = torch.rand((b, *in_shape), generator=g)
-            unfolded[i, j] = _best_time(lambda: model(x), repeats)  # noqa: B023
-            folded[i, j] = _best_time(lambda: fused(x), repeats)  # noqa: B023
+            unfolded[i, j] = best_time(lambda: model(x), repeats, min_time=0.005)  # noqa: B023
+            folded[i, j] = best_time(lambda: fused(x), repeats, min_time=0.005)  # noqa: B023
             diff[i] = max(diff[i], float((model(x) - fused(x)).abs().max()))
     config = {"names": list(models), "batch_sizes": list(batch_sizes), "repeats": repeats, "seed": seed}
     config["threads"] = torch.get_num_threads()

@@ -13,7 +13,6 @@ linearly with the batch size (the paper's rule), and nothing but the normalisati
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,11 +20,12 @@ import torch
 from torch import nn
 
 from bncourse import data as bdata
+from bncourse import runtime
+from bncourse.metrics import accuracy
 from bncourse.models import make_norm
 from bncourse.parallel import default_workers, run_jobs
 from bncourse.result import Result, make_meta
-from bncourse.runtime import pick_device
-from bncourse.train import images_to_tensor, train_models
+from bncourse.train import train_models
 
 __all__ = [
     "GN_PAPER",
@@ -103,18 +103,6 @@ class ConvNet3(nn.Module):
         return self.classifier(self.features(x))
 
 
-@contextmanager
-def _threads(n: int | None):
-    """Run with ``n`` CPU threads (tiny convs are overhead-bound: extra threads cost more than they give)."""
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def _model(cfg: dict[str, Any], ds: bdata.Dataset) -> ConvNet3:
     x = ds.x_train
     channels = x.shape[3] if x.ndim == 4 else 1  # (N, H, W) or (N, H, W, C)
@@ -140,14 +128,6 @@ def stat_sizes(
         sizes.append((c, s * s, per[norm]))
         s //= 2
     return sizes
-
-
-@torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 2000) -> float:
-    """Test accuracy in eval mode (BN: running statistics), in chunks."""
-    model.eval()
-    correct = sum(int((model(x[i : i + chunk]).argmax(1) == y[i : i + chunk]).sum()) for i in range(0, len(x), chunk))
-    return correct / len(x)
 
 
 def _key(norm: str | None) -> str:
@@ -209,7 +189,7 @@ def norms_batchsize(
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
     rows: dict[str, list] = {k: [] for k in ("norm", "batch_size", "seed", "lr", "num_steps", "test_acc",
                                              "train_loss", "wall_time_s")}  # fmt: skip
-    device = pick_device(device)
+    device = runtime.pick_device(device)
     n_test = len(ds.x_test) if cfg["eval_size"] is None else min(cfg["eval_size"], len(ds.x_test))
     workers = default_workers() if workers is None else workers
     source = dataset if isinstance(dataset, str) and workers > 1 else ds  # workers load it by name
@@ -218,7 +198,7 @@ def norms_batchsize(
          cfg["num_examples"] // b, source, n_test, str(device))
         for b in cfg["batch_sizes"] for s in cfg["seeds"] for n in norms
     ]  # fmt: skip
-    with _threads(cpu_threads if workers == 1 else None):
+    with runtime.cpu_threads(cpu_threads if workers == 1 else None):
         outs = run_jobs(_norms_run, jobs, workers, progress=progress, desc="ConvNet3 runs",
                         cost=lambda job: job[2])  # fmt: skip  # the number of steps
     device_name = outs[0][0] if outs else "cpu"
@@ -252,9 +232,9 @@ def _norms_run(run: dict, b: int, steps: int, dataset, n_test: int, device: str)
         lambda c: _model(c, ds), [run], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
         batch_size=b, eval_every=steps, eval_size=1, device=device, progress=False,
     )  # fmt: skip
-    x_test = images_to_tensor(ds.x_test[:n_test], device)
+    x_test = bdata.images_to_tensor(ds.x_test[:n_test], device)
     y_test = torch.as_tensor(np.asarray(ds.y_test[:n_test]), dtype=torch.long, device=device)
-    acc = _accuracy(out["models"][0], x_test, y_test)
+    acc = accuracy(out["models"][0], x_test, y_test)
     loss = out["train_loss"][0, -1]
     vals = (_key(run["norm"]), b, run["seed"], run["lr"], steps, acc, loss, time.perf_counter() - t0)
     return out["device"], vals

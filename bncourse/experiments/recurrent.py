@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from bncourse import data as bdata
-from bncourse.engine import batch_indices
-from bncourse.experiments.batchsize import one_thread
+from bncourse.metrics import accuracy
 from bncourse.result import Result, make_meta
 from bncourse.rnn import ElmanRNN
+from bncourse.runtime import cpu_threads
 
 __all__ = ["RNN_VARIANTS", "recurrent_bn", "saved_bytes"]
 
@@ -40,11 +40,6 @@ def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
         model(x).sum()
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return sum(n for ptr, n in seen.items() if ptr not in params and ptr != x.untyped_storage().data_ptr())
-
-
-@torch.no_grad()
-def _accuracy(model: ElmanRNN, x: torch.Tensor, y: torch.Tensor) -> float:
-    return float((model(x).argmax(1) == y).float().mean())
 
 
 def recurrent_bn(
@@ -77,12 +72,12 @@ def recurrent_bn(
     """
     started = time.perf_counter()
     ds = bdata.load_dataset("fashion_mnist")
-    x_train = torch.as_tensor(ds.x_train, dtype=torch.float32) / 255.0  # (N, 28, 28): N sequences of 28 rows
+    x_train = bdata.images_to_tensor(ds.x_train, dtype=torch.float32)[:, 0]  # (N, 28, 28): N sequences of 28 rows
     y_train = torch.as_tensor(ds.y_train, dtype=torch.long)
-    x_test = torch.as_tensor(ds.x_test[:eval_size], dtype=torch.float32) / 255.0
+    x_test = bdata.images_to_tensor(ds.x_test[:eval_size], dtype=torch.float32)[:, 0]
     y_test = torch.as_tensor(ds.y_test[:eval_size], dtype=torch.long)
-    idx = batch_indices(len(x_train), batch_size, num_steps, seed)
-    with one_thread():
+    idx = bdata.batch_indices(len(x_train), batch_size, num_steps, seed)
+    with cpu_threads(1):
         models, losses, saved = {}, [], []
         for norm in (None, "bn", "ln"):
             model = ElmanRNN(28, hidden_size, 10, norm=norm, max_steps=28, seed=seed)
@@ -104,7 +99,7 @@ def recurrent_bn(
             for i, (_, norm, stats) in enumerate(RNN_VARIANTS):
                 if stats is not None:
                     models[norm].norm.eval_stats = stats
-                acc[i, j] = _accuracy(models[norm], x, y_test)
+                acc[i, j] = accuracy(models[norm], x, y_test, batch_size=None)
     bn = models["bn"].norm
     bn.eval_stats = "step"
     shared_mean, shared_var = bn.shared_stats()

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from bncourse import data as bdata
 from bncourse.models import paper_mlp
 from bncourse.result import Result, make_meta
-from bncourse.runtime import pick_device
+from bncourse.runtime import cpu_threads, device_name, pick_device, synchronize
 
 __all__ = [
     "THROUGHPUT_SCALES",
@@ -180,7 +180,7 @@ def gradient_noise(
         raise ValueError(f"batch sizes must be at most the population {population}; got {max(batch_sizes)}")
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(ds.x_train), population, replace=False)
-    x = torch.as_tensor(ds.x_train[pick].reshape(population, -1), dtype=torch.float32) / 255.0  # (n, 784)
+    x = bdata.flat_images(ds.x_train[pick])  # (n, 784) float32 in [0, 1]
     y = torch.as_tensor(ds.y_train[pick], dtype=torch.long)  # (n,)
     model = paper_mlp(init="xavier", seed=seed)
     _warm_up(model, x, y, warmup_steps, lr=0.5, seed=seed)
@@ -232,11 +232,6 @@ def gradient_noise(
     return Result("gradient_noise", config, data, meta)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def throughput(
     scale: str = "live",
     batch_sizes: tuple[int, ...] | None = None,
@@ -279,23 +274,16 @@ def throughput(
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     started = time.perf_counter()
     device = pick_device(device)
-    previous_threads = torch.get_num_threads()
     cpu_time = device.type == "cpu" and threads == 1
     clock = time.process_time if cpu_time else time.perf_counter
-    if device.type == "cpu" and threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with cpu_threads(threads if device.type == "cpu" else None):
         best = _time_steps(cfg, device, clock, seed)
-        used_threads = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous_threads)
+        name = device_name(device, threads=True)
+    if device.type == "cpu":
+        name += f", {'CPU' if cpu_time else 'wall'} time"
     sizes = np.asarray(cfg["batch_sizes"])
     step_s = np.array([best[s] for s in cfg["batch_sizes"]])
     data = {"batch_sizes": sizes, "step_s": step_s, "steps_per_s": 1.0 / step_s, "samples_per_s": sizes / step_s}
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"cpu, {used_threads} thread{'s' if used_threads > 1 else ''}, {'CPU' if cpu_time else 'wall'} time"
     config = {
         "scale": scale,
         **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
@@ -319,7 +307,7 @@ def _time_steps(cfg: dict[str, Any], device: torch.device, clock, seed: int) -> 
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def steps(size: int, k: int) -> float:
-        _sync(device)
+        synchronize(device)
         t0 = clock()
         for _ in range(k):
             idx = torch.randint(0, num, (size,), device=device)
@@ -327,7 +315,7 @@ def _time_steps(cfg: dict[str, Any], device: torch.device, clock, seed: int) -> 
             opt.zero_grad()
             loss.backward()
             opt.step()
-        _sync(device)
+        synchronize(device)
         return clock() - t0
 
     counts = {}

@@ -43,10 +43,6 @@ def _dataset(dataset: str | bdata.Dataset) -> bdata.Dataset:
     return bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
 
 
-def _images(x: np.ndarray, dtype=torch.float64) -> torch.Tensor:
-    return torch.as_tensor(x.reshape(len(x), -1), dtype=dtype) / 255.0  # uint8 (N, 28, 28) -> (N, 784) in [0, 1]
-
-
 def _preactivations(layers: list[torch.nn.Linear], x: torch.Tensor) -> list[torch.Tensor]:
     """The inputs ``z_l`` of every hidden sigmoid, ``(N, width)`` each."""
     zs, h = [], x
@@ -90,7 +86,7 @@ def amplification(
     """
     started = time.perf_counter()
     ds = _dataset(dataset)
-    x = _images(ds.x_test[:num_examples])  # (N, 784)
+    x = bdata.flat_images(ds.x_test[:num_examples], dtype=torch.float64)  # (N, 784)
     sizes = (x.shape[1],) + (width,) * depth + (ds.num_classes,)
     gains = np.zeros((len(init_stds), num_directions, depth))
     z_std, saturated = np.zeros((len(init_stds), depth)), np.zeros((len(init_stds), depth))
