@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Result", "load_stored", "make_meta", "stored_folders"]
+__all__ = ["Result", "full_scale_note", "load_stored", "make_meta", "stored_folders"]
 
 
 def stored_folders() -> list[Path]:
@@ -78,3 +78,23 @@ def make_meta(data: str, started: float) -> dict[str, Any]:
         "python": platform.python_version(),
         "wall_time_s": round(time.perf_counter() - started, 4),
     }
+
+
+def full_scale_note(*names: str, t4_factor: tuple[float, float] = (2.0, 4.0)) -> str:
+    """One line for a chapter's setup cell: what its full-scale runs cost, from the stored runs' own wall times.
+
+    The free Colab T4 figure is an estimate, ``t4_factor`` times the stored GPU time: these networks are small,
+    so a step costs its kernel launches more than its arithmetic, and a T4 launches and runs them more slowly
+    than the datacenter GPU the stored runs used. It is not a measurement.
+    """
+    found = [(n, load_stored(n)) for n in names]
+    missing = [n for n, r in found if r is None]
+    if missing:
+        return f"full scale: no stored run of {', '.join(missing)} to say what it costs"
+    total = sum(float(r.meta["wall_time_s"]) for _, r in found)
+    devices = sorted({str(r.meta.get("device", "?")) for _, r in found})
+    lo, hi = (total * f for f in t4_factor)
+    return (
+        f'SCALE = "full" runs {", ".join(names)}: {total:.0f} s on {" / ".join(devices)} (stored run); '
+        f"a free Colab T4 should take roughly {lo:.0f}-{hi:.0f} s (an estimate, not measured)"
+    )

@@ -122,3 +122,15 @@ def test_best_time_with_min_time_times_loops_and_divides_by_their_length():
 def test_best_time_needs_a_repeat():
     with pytest.raises(ValueError, match="repeats must be at least 1; got 0"):
         runtime.best_time(lambda: None, 0)
+
+
+def test_full_scale_note_uses_the_stored_wall_time(tmp_path, monkeypatch):
+    from bncourse.result import Result, full_scale_note
+
+    monkeypatch.setenv("BNCOURSE_RESULTS", str(tmp_path))
+    Result("x", {}, {}, {"wall_time_s": 10.0, "device": "GPU X"}).save(tmp_path / "a-full.json")
+    line = full_scale_note("a-full")
+    assert "10 s on GPU X" in line and "20-40 s" in line and "estimate" in line
+    assert "no stored run of b-full" in full_scale_note("a-full", "b-full")
+    shipped = full_scale_note("figure1-full")  # the shipped result is found when BNCOURSE_RESULTS lacks it
+    assert "NVIDIA H200" in shipped
