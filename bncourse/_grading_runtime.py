@@ -123,6 +123,9 @@ def run(source: str, namespace: dict) -> None:
     except KeyboardInterrupt:
         raise
     except BaseException as e:  # noqa: BLE001 - SystemExit from student code is a failure like any other
+        changed = guard.changes()  # tampering during a failed check is reported as tampering
+        if changed:
+            raise _fail("grading integrity: code called by this check modified " + ", ".join(changed)) from None
         msg = str(e) if isinstance(e, AssertionError) and str(e) else f"{type(e).__name__}: {e}"
         raise _fail(msg) from None
     changed = guard.changes()

@@ -71,7 +71,12 @@ def _honest(tmp: Path):
 
 _PATCH_ERR = """
 import bncourse.checks.batchnorm as cb
-cb._err = lambda *a, **k: 0.0
+cb.rel_err = lambda *a, **k: 0.0  # the checker's error measure (the issue's _err, before the checker kit)
+return dout, dout.sum(0), dout.sum(0)
+"""
+_ADD_ATTR = """
+import bncourse.checks.batchnorm as cb
+cb._err = lambda *a, **k: 0.0  # a name the checker does not use: the check fails, and the patch is reported
 return dout, dout.sum(0), dout.sum(0)
 """
 _ALT_FORWARD = """
@@ -280,8 +285,13 @@ def test_runtime_guard_catches_a_patch_when_static_flags_only_report(tmp_path):
     nbformat.write(nb, str(path))
     results = grade(path, assignment=SOLUTION, tamper="report", cell_timeout=20)
     assert [r.passed for r in results] == [True, False, False]
-    assert "grading integrity" in results[1].message and "_err" in results[1].message
+    assert "grading integrity" in results[1].message and "rel_err" in results[1].message
     assert results[1].flags, "the static finding is still reported"
+    _set_block(nb, 1, _ADD_ATTR)
+    nbformat.write(nb, str(path))
+    results = grade(path, assignment=SOLUTION, tamper="report", cell_timeout=20)
+    assert [r.passed for r in results] == [True, False, False]
+    assert "grading integrity" in results[1].message and "_err" in results[1].message
 
 
 def test_submission_time_limit_fails_what_did_not_run(tmp_path):
