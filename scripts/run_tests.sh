@@ -12,6 +12,6 @@ bash scripts/colab_env.sh
 .venv/bin/ruff check bncourse tests scripts
 .venv/bin/ruff format --check bncourse tests scripts
 t2=$(date +%s)
-.venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"
+.venv/bin/python -m pytest -n 2 --dist loadgroup --durations=15 tests "$@"
 t3=$(date +%s)
 echo "[tests] setup + build $(( t1 - t0 )) s, Colab env + lint $(( t2 - t1 )) s, pytest $(( t3 - t2 )) s; total $(( t3 - t0 )) s"
