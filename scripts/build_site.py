@@ -48,6 +48,11 @@ def main(argv: list[str]) -> int:
         sphinx.builders.make_chunks = one_page_per_task
         for name in UNDECLARED:
             declare_parallel_safe(name)
+        # kernels run side by side: each gets its share of the CPUs (torch's default of one thread per core
+        # in every kernel oversubscribes them, and small-model training then slows down several times)
+        share = str(max(1, (os.cpu_count() or 1) // jobs))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, share)
         jb_sphinx.build_sphinx = functools.partial(jb_sphinx.build_sphinx, jobs=jobs)  # the CLI imports it late
     print(f"[build] reading pages with {jobs} process(es)")
     return jb.main(args=["build", *argv], standalone_mode=False) or 0
