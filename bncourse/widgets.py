@@ -319,6 +319,16 @@ def format_batchsize_choice(sweep, norm: str, batch_size: int) -> str:
     )
 
 
+def batchsize_figure(sweep, norm: str = "bn", batch_size: int = 4, seed: int = 0):
+    """:func:`batchsize_explorer`'s figure (also its static view's): the normalised value of the example x = 1
+    over random batches (:func:`bncourse.experiments.batchsize.normalisation_noise`) beside the sweep's accuracy."""
+    from bncourse.experiments.batchsize import normalisation_noise
+    from bncourse.plots.batchsize import plot_batchsize_explorer
+
+    values = normalisation_noise(norm, batch_size, value=1.0, seed=seed)
+    return plot_batchsize_explorer(sweep, values, norm, batch_size)
+
+
 def batchsize_explorer(sweep, norm: str = "bn", batch_size: int = 4, draw: bool = True) -> widgets.VBox:
     """Controls for the examples per batch statistic and the norm -> statistics noise and accuracy.
 
@@ -335,7 +345,7 @@ def batchsize_explorer(sweep, norm: str = "bn", batch_size: int = 4, draw: bool 
     Returns:
         A ``VBox`` with the controls, a label and an output area holding the figure.
     """
-    from bncourse.plots.batchsize import NORM_LABELS, plot_batchsize_explorer
+    from bncourse.plots.batchsize import NORM_LABELS
 
     style = {"description_width": "initial"}
     sizes = sorted(int(b) for b in sweep.data["batch_sizes"])
@@ -352,7 +362,7 @@ def batchsize_explorer(sweep, norm: str = "bn", batch_size: int = 4, draw: bool 
         label.value = f"<small>{format_batchsize_choice(sweep, kind.value, size.value)}</small>"
         if not figure:
             return
-        show_figure(out, plot_batchsize_explorer(sweep, kind.value, size.value))
+        show_figure(out, batchsize_figure(sweep, kind.value, size.value))
 
     for control in (size, kind):
         control.observe(redraw, names="value")
@@ -360,7 +370,7 @@ def batchsize_explorer(sweep, norm: str = "bn", batch_size: int = 4, draw: bool 
     return widgets.VBox([widgets.HBox([size, kind]), label, out])
 
 
-__all__ += ["batchsize_explorer", "format_batchsize_choice"]
+__all__ += ["batchsize_explorer", "batchsize_figure", "format_batchsize_choice"]
 
 
 CRITIQUE_LRS = (0.02, 0.1, 0.5)  # the learning rates chapter 2 precomputes for critique_explorer

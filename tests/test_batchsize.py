@@ -264,7 +264,8 @@ def test_plots_and_widget(tiny_sweep):
     for fig in (
         plot_bs.plot_statistics_noise(noise),
         plot_bs.plot_batchsize_sweep(tiny_sweep),
-        plot_bs.plot_batchsize_explorer(tiny_sweep, "brn", 2),
+        plot_bs.plot_batchsize_explorer(tiny_sweep, exp_bs.normalisation_noise("brn", 2, value=1.0), "brn", 2),
+        widgets.batchsize_figure(tiny_sweep, "brn", 2),
     ):
         assert fig.axes
     with pytest.raises(ValueError):

@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from bncourse.experiments.batchsize import normalisation_noise
 from bncourse.plots.base import expect
 from bncourse.result import Result
 
@@ -114,11 +113,12 @@ def plot_batchsize_sweep(result: Result) -> Figure:
     return fig
 
 
-def plot_batchsize_explorer(sweep: Result, norm: str = "bn", batch_size: int = 4, seed: int = 0) -> Figure:
-    """The widget's figure. Left: one example's normalised value over random batches of ``batch_size``
-    (inputs N(0, 1), the example at x = 1) for ``norm``. Right: the sweep's accuracy, the choice circled."""
+def plot_batchsize_explorer(sweep: Result, values: np.ndarray, norm: str = "bn", batch_size: int = 4) -> Figure:
+    """The widget's figure. Left: ``values``, one example's normalised value over random batches of
+    ``batch_size`` for ``norm`` (from :func:`bncourse.experiments.batchsize.normalisation_noise`). Right: the
+    sweep's accuracy, the choice circled."""
     expect(sweep, "batchsize_sweep")
-    values = normalisation_noise(norm, batch_size, value=1.0, seed=seed)
+    values = np.asarray(values)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     color = _STYLE.get(norm, ("k",))[0]
     ax1.hist(np.clip(values, -4, 6), bins=np.linspace(-4, 6, 61), color=color, alpha=0.8)
