@@ -217,8 +217,9 @@ def check_fold_linear_bn(fold: Callable) -> None:
 
 
 def _recal_cases() -> list[_Case]:
-    """Two float64 models (an MLP with BN momentum 0.1 and 0.3, a small convnet) in eval mode, with stale
-    running statistics (and 50 batches counted), and their recalibration batches."""
+    """Three float64 models (an MLP with BN momentum 0.1 and 0.3, a small convnet, an MLP with dropout before its
+    BN layer) in eval mode, with stale running statistics (and 50 batches counted), and their recalibration
+    batches."""
     g = torch.Generator().manual_seed(6)
     with torch.random.fork_rng():
         torch.manual_seed(6)
@@ -226,8 +227,11 @@ def _recal_cases() -> list[_Case]:
                             nn.BatchNorm1d(5, momentum=0.3), nn.ReLU(), nn.Linear(5, 3))  # fmt: skip
         cnn = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                             nn.Linear(4 * 5 * 5, 3))  # fmt: skip
+        drop = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.5), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
     cases = []
-    for model, shape, n, label in ((mlp, (16, 6), 6, "MLP, 6 batches of 16"), (cnn, (8, 2, 5, 5), 5, "convnet")):
+    models = ((mlp, (16, 6), 6, "MLP, 6 batches of 16"), (cnn, (8, 2, 5, 5), 5, "convnet"),
+              (drop, (16, 6), 4, "MLP with dropout before BN"))  # fmt: skip
+    for model, shape, n, label in models:
         model = model.double().eval()
         with torch.no_grad():
             for bn in bn_layers(model):
@@ -250,10 +254,29 @@ def _emulate(c: _Case, reset: bool, momentum: float | None | str, batches: list 
             bn.reset_running_stats()
         if momentum != "keep":
             bn.momentum = momentum
-    m.train()
+        bn.train()  # only the BN layers: dropout stays off, as in a correct recalibration
     for x in batches if batches is not None else c.batches:
         m(x)
     return m
+
+
+@torch.no_grad()
+def _all_train(c: _Case) -> list[np.ndarray]:
+    """The statistics after a correct recalibration run with ``model.train()``, i.e. with dropout on (same seed
+    as the student's call)."""
+    m = copy.deepcopy(c.model)
+    for bn in bn_layers(m):
+        bn.reset_running_stats()
+        bn.momentum = None
+    m.train()
+    with torch.random.fork_rng():
+        torch.manual_seed(_RECAL_SEED)
+        for x in c.batches:
+            m(x)
+    return _stats(m)
+
+
+_RECAL_SEED = 0
 
 
 def _stats(model: nn.Module) -> list[np.ndarray]:
@@ -279,16 +302,20 @@ _RECAL: Variants = [
     ("only the last batch counts (momentum=1.0?): set bn.momentum = None for an equal-weight average of all batches",
      lambda c: _stats(_emulate(c, reset=True, momentum=1.0))),
     ("only the first batch was used: run every batch", lambda c: _stats(_emulate(c, True, None, c.batches[:1]))),
+    ("model.train() also switched dropout on, so BN saw inputs with dropped units and rescaled survivors, not what "
+     "it sees at inference: put only the BN layers in train mode (model.eval(), then bn.train() for each BN "
+     "layer)", _all_train),
 ]  # fmt: skip
 
 
 def check_recalibrate(recalibrate: Callable) -> None:
-    """Check ``recalibrate(model, batches)``: PreciseBN, in place, on two small float64 models.
+    """Check ``recalibrate(model, batches)``: PreciseBN, in place, on three small float64 models.
 
     After the call every BN layer's ``running_mean`` and ``running_var`` must be the average statistics of
     ``batches`` (a list of input tensors) with the weights unchanged, each layer's ``momentum`` as it was,
-    and the model in eval mode. PyTorch's cumulative average (``momentum=None``, as
-    ``torch.optim.swa_utils.update_bn``) passes, and so do the pooled statistics of all examples.
+    and the model in eval mode. PyTorch's cumulative average (``momentum=None``) passes, and so do the pooled
+    statistics of all examples. The third model has dropout before its BN layer: only the BN layers may run in
+    train mode (``model.train()``, as ``torch.optim.swa_utils.update_bn`` does, switches dropout on).
 
     Raises:
         AssertionError: with a hint naming the likely mistake.
@@ -298,7 +325,9 @@ def check_recalibrate(recalibrate: Callable) -> None:
         model = copy.deepcopy(c.model)
         params = [p.detach().clone() for p in model.parameters()]
         momenta = [bn.momentum for bn in bn_layers(model)]
-        call(recalibrate, f"{name}: recalibrate", model, [x.clone() for x in c.batches])
+        with torch.random.fork_rng():  # the seed the dropout variant is emulated with
+            torch.manual_seed(_RECAL_SEED)
+            call(recalibrate, f"{name}: recalibrate", model, [x.clone() for x in c.batches])
         if not all(torch.equal(p, q) for p, q in zip(params, model.parameters(), strict=True)):
             fail(f"{name} ({c.label})", "the weights changed: recalibration only re-estimates the BN "
                                  "statistics (no optimizer step; run the batches under torch.no_grad())")  # fmt: skip
@@ -332,4 +361,4 @@ def check_recalibrate(recalibrate: Callable) -> None:
         if any(m.training for m in model.modules()):
             fail(f"{name} ({c.label})", "the model is left in train mode: end with model.eval(), so "
                                  "that inference uses the new statistics")  # fmt: skip
-    print(f"{name}: both models passed ({' / '.join(ok)} statistics), weights, momenta and eval mode as expected")
+    print(f"{name}: all three models passed ({' / '.join(ok)} statistics), weights, momenta and eval mode as expected")
