@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by ``python -m bncourse.reproduce`` and ``python -m bncourse.bench``.
+"""Command-line plumbing shared by ``python -m bncourse.reproduce``, ``bench`` and ``instructor``.
 
 A wrong option ends the command at once with exit status 2 and one line on stderr that names it, before any
 data is loaded or model built: :class:`Parser` (argparse without the usage block), :func:`positive_int`
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-__all__ = ["Parser", "check_device", "positive_int"]
+__all__ = ["Parser", "check_device", "positive_float", "positive_int"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -29,6 +29,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` for argparse: a number above 0 (seconds, megabytes); ``"0"`` and ``"abc"`` are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 

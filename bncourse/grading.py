@@ -40,6 +40,7 @@ __all__ = [
     "BEGIN",
     "END",
     "STUB",
+    "exercise_cells",
     "Assignment",
     "Exercise",
     "ExerciseResult",
@@ -196,6 +197,19 @@ def _title(markdown: str) -> str | None:
         return m.group("title").strip() or (label.group(1) if label else None)
     m = _HEADING.search(markdown)
     return m.group(1).strip() if m else None
+
+
+def exercise_cells(nb) -> dict[int, str]:
+    """Map the index of each checker cell (a code cell calling ``check_...``) to the title of the exercise it
+    follows (from its ``{exercise}`` fence or an ``Exercise ...`` heading)."""
+    title, found = None, {}
+    for i, cell in enumerate(nb.cells):
+        src = _source(cell)
+        if cell.cell_type == "markdown":
+            title = _title(src) or title
+        elif cell.cell_type == "code" and title and _CHECK_CALL.search(src):
+            found[i] = title
+    return found
 
 
 def load_assignment(path: str | Path) -> Assignment:

@@ -14,21 +14,23 @@ feedback file per student.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 
+from bncourse.argparsing import Parser, positive_float, positive_int
 from bncourse.grading import (
     BEGIN,
     END,
     STUB,
     ExerciseResult,
     GradeOptions,
+    exercise_cells,
     find_submissions,
     grade,
     grade_many,
@@ -36,6 +38,7 @@ from bncourse.grading import (
     write_feedback,
     write_gradebook,
 )
+from bncourse.notebooks import rewrite_cells
 
 __all__ = [
     "BEGIN",
@@ -47,10 +50,9 @@ __all__ = [
     "make_student_copy",
     "main",
     "stub_solutions",
+    "student_notebook",
 ]
 
-_EXERCISE = re.compile(r"```\{exercise\}\s*(?P<title>[^\n]*)\n(?P<opts>(?::[^\n]*\n)*)")
-_LABEL = re.compile(r":label:\s*(\S+)")
 _SOLUTION_FENCE = re.compile(r"```\{solution-(?:start|end)\}[^`]*```\n?")
 
 
@@ -78,63 +80,28 @@ def stub_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def student_notebook(nb, markdown: Callable[[str], str] | None = None):
+    """Turn the solution notebook ``nb`` into a student copy in place (solution blocks stubbed by
+    :func:`stub_solutions`, outputs cleared, markdown through ``markdown``) and return it."""
+    return rewrite_cells(nb, markdown=markdown, code=stub_solutions)
+
+
 def make_student_copy(src: str | Path, dst: str | Path) -> Path:
     """Write the student copy of the solution notebook ``src`` (an .ipynb) to ``dst``; outputs cleared."""
     nb = nbformat.read(str(src), as_version=4)
-    cells = []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":  # drop the website's folded-solution markers
-            cell.source = _SOLUTION_FENCE.sub("", cell.source).strip()
-            if not cell.source:
-                continue
-        if cell.cell_type == "code":
-            cell.source = stub_solutions(cell.source)
-            cell.outputs, cell.execution_count = [], None
-        cells.append(cell)
-    nb.cells = cells
+    student_notebook(nb, markdown=lambda text: _SOLUTION_FENCE.sub("", text).strip())
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(dst))
     return dst
 
 
-def exercise_cells(nb) -> dict[int, str]:
-    """Map the index of each checker cell (a code cell calling ``check_...``) to the title of the
-    ``{exercise}`` it follows."""
-    title, found = None, {}
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown":
-            m = _EXERCISE.search(cell.source)
-            if m:
-                label = _LABEL.search(m.group("opts"))
-                title = m.group("title").strip() or (label.group(1) if label else f"exercise at cell {i}")
-        elif title and re.search(r"^\s*check_\w+\(", cell.source, re.M):
-            found[i] = title
-    return found
-
-
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit status 2, no usage dump
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line. ``student`` writes student copies. ``grade`` grades files and folders of submissions against
     ``--assignment`` (the solution notebook), writes ``--out``/gradebook.csv and ``--out``/feedback/*.md, prints one
     line per exercise, and exits 1 if any exercise failed, 2 on a usage error (one line, no traceback)."""
-    p = _Parser(prog="python -m bncourse.instructor", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = Parser(prog="python -m bncourse.instructor", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
     s = sub.add_parser("student", help="write student copies of solution notebooks")
     s.add_argument("notebooks", nargs="+")
     s.add_argument("--out", default="student")
@@ -146,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         "against its own checker cells: not for marks)",
     )
     g.add_argument("--out", help="folder for gradebook.csv and feedback/ (default: print only)")
-    g.add_argument("--workers", type=_positive(int), default=1, help="pytest processes at once (default 1)")
-    g.add_argument("--batch", type=_positive(int), default=8, help="submissions per pytest process (default 8)")
-    g.add_argument("--cell-timeout", type=_positive(float), default=GradeOptions.cell_timeout, help="seconds per cell")
-    g.add_argument("--timeout", type=_positive(float), default=GradeOptions.timeout, help="seconds per submission")
-    g.add_argument("--memory-mb", type=_positive(int), default=GradeOptions.memory_mb, help="address space per process")
+    g.add_argument("--workers", type=positive_int, default=1, help="pytest processes at once (default 1)")
+    g.add_argument("--batch", type=positive_int, default=8, help="submissions per pytest process (default 8)")
+    g.add_argument("--cell-timeout", type=positive_float, default=GradeOptions.cell_timeout, help="seconds per cell")
+    g.add_argument("--timeout", type=positive_float, default=GradeOptions.timeout, help="seconds per submission")
+    g.add_argument("--memory-mb", type=positive_int, default=GradeOptions.memory_mb, help="address space per process")
     g.add_argument(
         "--tamper",
         choices=("fail", "zero", "report"),

@@ -21,10 +21,11 @@ student copies.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-__all__ = ["BookLinks", "myst_leftovers", "plain_markdown", "parse_bibtex_authors"]
+__all__ = ["BookLinks", "myst_leftovers", "parse_bibtex_authors", "plain_markdown", "rewrite_cells"]
 
 _ROLE = re.compile(r"\{(?P<name>[a-z][a-z:-]*)\}`(?P<body>[^`]*)`")
 _FENCE_OPEN = re.compile(r"^(?P<ticks>`{3,}|:{3,})\{(?P<name>[a-z-]+)\}[ \t]*(?P<arg>.*)$")
@@ -170,3 +171,21 @@ def plain_markdown(text: str, links: BookLinks) -> str:
 def myst_leftovers(text: str) -> list[str]:
     """The MyST roles, directive fences and targets left in ``text`` (empty for plain Markdown)."""
     return [m.group(0) for m in _LEFTOVER.finditer(text)]
+
+
+def rewrite_cells(nb, markdown: Callable[[str], str] | None = None, code: Callable[[str], str] | None = None):
+    """Rewrite the notebook ``nb`` in place and return it: each markdown cell's source through ``markdown``
+    (a cell left empty is dropped), each code cell's through ``code``, code outputs and counts cleared."""
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and markdown is not None:
+            cell.source = markdown(cell.source)
+            if not cell.source.strip():
+                continue
+        elif cell.cell_type == "code":
+            if code is not None:
+                cell.source = code(cell.source)
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    nb.cells = cells
+    return nb

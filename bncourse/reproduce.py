@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -60,9 +59,11 @@ def run(name: str, **options) -> Result:
 
 
 def _default_out() -> Path:
-    """``$BNCOURSE_RESULTS`` if set, else the package's stored results (where the book reads them)."""
-    own = os.environ.get("BNCOURSE_RESULTS")
-    return Path(own) if own else Path(__file__).resolve().parent / "stored"
+    """Where the book reads stored results first (:func:`bncourse.result.stored_folders`): ``$BNCOURSE_RESULTS``
+    if set, else the package's ``stored/``. Imported here, after the options are checked (it loads torch)."""
+    from bncourse.result import stored_folders
+
+    return stored_folders()[0]
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bncourse import __version__  # noqa: E402
 from bncourse.instructor import stub_solutions  # noqa: E402
-from bncourse.notebooks import BookLinks, parse_bibtex_authors, plain_markdown  # noqa: E402
+from bncourse.notebooks import BookLinks, parse_bibtex_authors, plain_markdown, rewrite_cells  # noqa: E402
 
 GPU_CHAPTERS = {"01_sgd", "02_covariate_shift", "04_inference", "05_conv", "06_batchsize", "07_alternatives"}
 INSTALL = (
@@ -103,15 +103,8 @@ def _solution(md: Path) -> str:
 def _colab(md: Path, student: bool) -> str:
     nb = _read(md)
     links = links_for(md, BOOK)
-    cells = []
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            cell.source = plain_markdown(cell.source, links)
-            if not cell.source:
-                continue
-        elif student:
-            cell.source = stub_solutions(cell.source)
-        cells.append(cell)
+    rewrite_cells(nb, markdown=lambda text: plain_markdown(text, links), code=stub_solutions if student else None)
+    cells = nb.cells
     page = md.relative_to(BOOK.parent).with_suffix("").as_posix()
     if student:
         note = (

@@ -1,6 +1,7 @@
 """Wrong options of ``python -m bncourse.reproduce`` and ``python -m bncourse.bench``: exit status 2, one line
 on stderr naming what is wrong, no traceback, and nothing run before the check."""
 
+import argparse
 import inspect
 import os
 import subprocess
@@ -125,6 +126,13 @@ def test_bench_refuses_wrong_options_before_running(argv, expected, capsys, no_r
     line = _fails(bench.main, argv, capsys)
     assert line.startswith("python -m bncourse.bench: error: ")
     assert expected in line
+
+
+def test_positive_float():
+    assert argparsing.positive_float("2.5") == 2.5
+    for text in ("0", "-1", "abc", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            argparsing.positive_float(text)
 
 
 def test_positive_int_and_check_device():
