@@ -47,6 +47,9 @@ TEX_LEFT_OVER = re.compile(
     r"\\(frac|sqrt|sum|prod|hat|bar|mu|sigma|gamma|beta|epsilon|varepsilon|partial|mathbf|mathrm|"
     r"mathcal|left|right|begin|end|cdot|times|top|in|to|ldots|dots)\b|\$[^$\n]*[\\^_{}][^$\n]*\$|\\\(|\\\["
 )
+# A laptop screen: the book's code column then holds 93 characters of code (81 at 1280 px wide), so the
+# sources' 88-character limit (tests/test_page_code.py) keeps code from scrolling sideways.
+VIEWPORT = {"width": 1440, "height": 900}
 PAGE_TIMEOUT_MS = 30_000  # loading a page
 WAIT_MS = 15_000  # MathJax typesetting, widget rendering, network idle
 # Console errors from the pinned theme stack that do not affect the page, each with its reason.
@@ -142,6 +145,7 @@ class PageReport:
     mathjax_scripts: list[str] = field(default_factory=list)
     mathjax_status: str = "not on the page"
     timeouts: list[str] = field(default_factory=list)
+    code_cells: list[dict] = field(default_factory=list)
 
 
 # Resolves to "typeset" once MathJax 3 has typeset the page, else says why not.
@@ -183,6 +187,21 @@ _WIDGETS_JS = """() => {
 }"""
 
 
+# Every code cell whose input is on the page: its lines, whether it is folded (hide-input, a closed dropdown),
+# tagged as a deliberate listing, how far its widest line overflows the column (px), and plumbing left visible.
+_CODE_JS = """() => [...document.querySelectorAll('div.cell')].map(c => {
+  const pre = c.querySelector('.cell_input pre');
+  if (!pre) return null;
+  const text = pre.textContent.replace(/\\s+$/, '');
+  const details = pre.closest('details');
+  return {first: text.split('\\n')[0].slice(0, 70), lines: text.split('\\n').length,
+          folded: c.classList.contains('tag_hide-input') || !!(details && !details.open),
+          listing: c.classList.contains('tag_listing'), overflow: pre.scrollWidth - pre.clientWidth,
+          plumbing: /(^|[^\\w.])(glue\\(|assert\\b)/m.test(text.split('\\n').filter(
+              l => !l.trim().startsWith('#')).join('\\n'))};
+}).filter(c => c)"""
+
+
 @pytest.fixture(scope="session")
 def visit(request):
     """``visit(page) -> PageReport``: load a page once per session and record what happened.
@@ -207,7 +226,7 @@ def _load(browser, site_url: str, page: str) -> PageReport:
 
     report = PageReport(page)
     html = _html(page)
-    context = browser.new_context(service_workers="block")
+    context = browser.new_context(service_workers="block", viewport=VIEWPORT)
 
     def route(r):
         if urlsplit(r.request.url).hostname == "127.0.0.1":
@@ -250,6 +269,7 @@ def _load(browser, site_url: str, page: str) -> PageReport:
         report.math = tab.evaluate(_MATH_JS)
         report.images = tab.evaluate(_IMAGES_JS)
         report.widgets = tab.evaluate(_WIDGETS_JS)
+        report.code_cells = tab.evaluate(_CODE_JS)
         report.colab_links = tab.eval_on_selector_all('a[href*="colab.research.google.com"]', "a => a.map(e => e.href)")
         report.mathjax_scripts = tab.eval_on_selector_all(
             'script[src*="_static/mathjax/"]', "els => els.map(e => e.getAttribute('src'))"
@@ -347,3 +367,20 @@ def test_widgets_render(visit, page):
     assert widgets["n_rendered"] > 0, f"{page}: has widget state but no widget rendered"
     assert not widgets["empty_views"], f"{page}: widget views not rendered: {widgets['empty_views'][:3]}"
     assert not widgets["errors"], f"{page}: widget errors: {widgets['errors'][:3]}"
+
+
+MAX_CODE_LINES = 15  # tests/test_page_code.py holds the same rules on the sources
+
+
+@pytest.mark.parametrize("page", _params(PAGES))
+def test_code_on_the_page_is_readable(visit, page):
+    """No code wall, no sideways-scrolling code, no glue( or assert plumbing among the visible cells."""
+    cells = visit(page).code_cells
+    shown = [c for c in cells if not c["folded"]]
+    walls = [f"{c['first']!r} ({c['lines']} lines)" for c in shown if c["lines"] > MAX_CODE_LINES and not c["listing"]]
+    wide = [f"{c['first']!r} (+{c['overflow']} px)" for c in shown if c["overflow"] > 1]
+    plumbing = [repr(c["first"]) for c in cells if c["plumbing"]]
+    found = [f"longer than {MAX_CODE_LINES} lines: {walls}"] if walls else []
+    found += [f"scrolling sideways: {wide}"] if wide else []
+    found += [f"glue( or assert on the page (tag the cell remove-input): {plumbing}"] if plumbing else []
+    assert not found, f"{page}: code cells " + "; ".join(found)
