@@ -1,10 +1,10 @@
 """Interactive figures that need no kernel: every point of a control grid is drawn in advance and a few
 lines of plain JavaScript show the one the controls select.
 
-:func:`figure_grid_html` makes such a view. :func:`live_or_static` pairs it with a live ipywidgets panel in
+:func:`figure_grid_html` makes such a view. :class:`LiveOrStatic` pairs it with a live ipywidgets panel in
 one output: Jupyter and Colab show the live panel (they prefer the widget mime type), while the website
 (built with ``nb_mime_priority_overrides`` preferring ``text/html``) shows the static view, which still
-responds to its controls.
+responds to its controls. :func:`bncourse.panels.show` builds both from one panel spec.
 
 The static grid costs a figure per grid point, so it is drawn only while the book is built: where the
 environment variable ``BNCOURSE_BOOK_BUILD`` is ``1`` (``scripts/build_book.sh`` sets it). Elsewhere (Colab,
@@ -26,7 +26,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["LiveOrStatic", "book_build", "figure_grid_html", "live_or_static", "widget_bundle"]
+__all__ = ["LiveOrStatic", "book_build", "figure_grid_html", "widget_bundle"]
 
 _SCRIPT = """
 (function () {
@@ -153,31 +153,3 @@ class LiveOrStatic:
         if self.static_html is not None:
             data["text/html"] = self.static_html
         return data
-
-
-def live_or_static(
-    widget,
-    render: Callable[..., Figure],
-    controls: dict[str, Sequence[Any]],
-    defaults: dict[str, Any],
-    alt: str,
-    static: bool | None = None,
-    **kwargs: Any,
-) -> LiveOrStatic:
-    """Pair a live panel with :func:`figure_grid_html` over the same controls (see the module docstring).
-
-    Args:
-        widget: the live panel.
-        render, controls, defaults, alt, kwargs: see :func:`figure_grid_html`.
-        static: draw the static grid; default :func:`book_build` (only while the book is built).
-    """
-    if static is None:
-        static = book_build()
-    if not static:
-        for name in controls:  # the same check the grid makes, so a bad default fails everywhere
-            if defaults.get(name) not in list(controls[name]):
-                raise ValueError(
-                    f"default of {name!r} must be one of {list(controls[name])}; got {defaults.get(name)!r}"
-                )
-        return LiveOrStatic(widget, None)
-    return LiveOrStatic(widget, figure_grid_html(render, controls, defaults, alt, **kwargs))
