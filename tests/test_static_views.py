@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from bncourse.static_views import figure_grid_html, live_or_static, widget_bundle
+from bncourse.static_views import LiveOrStatic, book_build, figure_grid_html, widget_bundle
 
 SITE = Path(os.environ.get("BNCOURSE_SITE", Path(__file__).resolve().parents[1] / "_build" / "html")).resolve()
 
@@ -35,24 +35,21 @@ def test_grid_html_has_every_frame_and_controls():
         figure_grid_html(_render, {"a": [1, 2]}, {"a": 5}, alt="x")
 
 
-def test_live_or_static_bundle_has_both_renderings_only_in_the_book_build(monkeypatch):
-    def bundle(**kw):
-        panel = live_or_static(
-            ipywidgets.IntSlider(), lambda a: _render(a, "up"), {"a": [1, 2]}, {"a": 1}, alt="x", **kw
-        )
-        return panel._repr_mimebundle_()
+def test_live_or_static_bundle_has_the_static_html_only_when_given():
+    slider = ipywidgets.IntSlider()
+    live = LiveOrStatic(slider, None)._repr_mimebundle_()
+    assert live["application/vnd.jupyter.widget-view+json"]["model_id"] == slider.model_id and "text/html" not in live
+    both = LiveOrStatic(slider, "<p>grid</p>")._repr_mimebundle_()
+    assert both["text/html"] == "<p>grid</p>" and "application/vnd.jupyter.widget-view+json" in both
 
+
+def test_book_build_reads_the_environment(monkeypatch):
     monkeypatch.delenv("BNCOURSE_BOOK_BUILD", raising=False)
-    live = bundle()
-    assert "application/vnd.jupyter.widget-view+json" in live and "bncourse-static-view" not in live.get(
-        "text/html", ""
-    )
+    assert not book_build()
+    monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "0")
+    assert not book_build()
     monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "1")
-    built = bundle()
-    assert "application/vnd.jupyter.widget-view+json" in built and "bncourse-static-view" in built["text/html"]
-    assert "bncourse-static-view" not in bundle(static=False).get("text/html", "")
-    with pytest.raises(ValueError, match="default of 'a'"):  # a bad default fails with or without the grid
-        live_or_static(ipywidgets.IntSlider(), _render, {"a": [1, 2]}, {"a": 3}, alt="x", static=False)
+    assert book_build()
 
 
 class _Widget7:
