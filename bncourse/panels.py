@@ -319,10 +319,6 @@ def _with(grid: Sequence, value) -> tuple:
     return tuple(sorted({_plain(v) for v in grid} | {_plain(value)}))
 
 
-def _no_run(**values):
-    raise ValueError("no precomputed runs")
-
-
 # Chapter 1 -----------------------------------------------------------------------------------------------------
 
 SGD_BATCH_SIZES = [15, 30, 60, 120, 240, 600]  # sgd_panel's drop-downs
@@ -394,7 +390,7 @@ def sgd_panel(
             Control("batch_size", "batch size", "choice", batch_size, tuple(SGD_BATCH_SIZES)),
             Control("init_std", "init std", "choice", init_std, tuple(SGD_INIT_STDS), grid=grid["init_stds"]),
         ),
-        _precomputed(_no_run if sweep is None else lambda **v: exp_sens.select_run(sweep, **v), train),
+        train if sweep is None else _precomputed(lambda **v: exp_sens.select_run(sweep, **v), train),
         lambda result: plot_sgd.plot_training_curves(result, reference=reference),
         format_sgd_run,
         alt=f"Training loss and test accuracy against training examples seen for the chosen learning rate and "
@@ -458,7 +454,7 @@ def critique_panel(
                 (("noise off", False), ("noise on", True)),
                 grid=(False, True),
             ),
-            Control("lr", "learning rate", "choice", lr, rates, grid=tuple(sorted(cache)) and _with(cache, lr)),
+            Control("lr", "learning rate", "choice", lr, rates, grid=_with(cache, lr) if cache else ()),
         ),
         compute,
         lambda r: plot_critique.plot_critique_panel(*r),
@@ -582,12 +578,14 @@ LENET_SEEDS = [0, 1, 2]
 
 def format_lenet_run(result) -> str:
     """One line about the first run of a :func:`bncourse.experiments.conv.lenet_sweep` result, for a label."""
-    d = result.data
+    d, cfg = result.data, result.config
     bn = "with BN" if bool(d["bn"][0]) else "without BN"
+    runs = len(cfg["lrs"]) * len(cfg["seeds"]) * len(cfg["norms"])  # > 1: a row of a larger sweep
+    took = f"{result.meta['train_wall_time_s']:.1f} s on {result.meta['device']}"
     return (
-        f"LeNet {bn}, lr {float(d['lr'][0]):g}, batch {result.config['batch_size']}: test accuracy "
+        f"LeNet {bn}, lr {float(d['lr'][0]):g}, batch {cfg['batch_size']}: test accuracy "
         f"{float(d['test_acc'][0][-1]):.3f} after {int(d['steps'][-1])} steps "
-        f"({result.meta['train_wall_time_s']:.1f} s on {result.meta['device']})"
+        + (f"(trained in {took})" if runs == 1 else f"(one of {runs} runs trained in {took})")
     )
 
 

@@ -190,3 +190,17 @@ def test_critique_panel_trains_a_new_learning_rate_once(monkeypatch):
     assert spec.compute(bn=True, noise=False, lr=0.5) == ("result 0.5", "bn") and runs == [0.5]
     spec.compute(bn=True, noise=False, lr=0.5)
     assert runs == [0.5] and 0.5 in results
+
+
+def test_format_lenet_run_says_whether_the_run_was_trained_alone_or_in_a_sweep():
+    import numpy as np
+
+    data = {"bn": [True], "lr": [0.3], "test_acc": np.array([[0.5, 0.8]]), "steps": np.array([0, 400])}
+    meta = {"train_wall_time_s": 12.0, "device": "cpu"}
+    alone = SimpleNamespace(
+        data=data, meta=meta, config={"lrs": [0.3], "seeds": [0], "norms": ["bn"], "batch_size": 64}
+    )
+    line = panels.format_lenet_run(alone)
+    assert line == "LeNet with BN, lr 0.3, batch 64: test accuracy 0.800 after 400 steps (trained in 12.0 s on cpu)"
+    sweep = SimpleNamespace(data=data, meta=meta, config={**alone.config, "lrs": [0.3, 0.9], "norms": ["none", "bn"]})
+    assert panels.format_lenet_run(sweep).endswith("(one of 4 runs trained in 12.0 s on cpu)")
