@@ -252,7 +252,8 @@ def live(panel: Panel, draw: bool = True) -> widgets.VBox:
 
 def static_grid(panel: Panel, alt: str | None = None, dpi: int = 60, title: str = "") -> str:
     """The website's view of ``panel``: :func:`bncourse.static_views.figure_grid_html` over the controls'
-    ``grid`` values (the other controls fixed at their initial values), each figure ``panel.figure(...)``.
+    ``grid`` values (the other controls fixed at their initial values): each point's figure, and its
+    ``describe`` line as a caption, from one ``compute``.
 
     Args:
         panel: the spec.
@@ -262,9 +263,10 @@ def static_grid(panel: Panel, alt: str | None = None, dpi: int = 60, title: str 
     shown = [c for c in panel.controls if c.grid]
     by_label = {c.label: {c.shown(v): v for v in c.grid} for c in shown}
 
-    def render(**labels) -> Figure:
+    def render(**labels) -> Figure | tuple[Figure, str]:
         chosen = {c.name: by_label[c.label][labels[c.label]] for c in shown}
-        return panel.figure(**{**panel.values(), **chosen})
+        result = panel.compute(**{**panel.values(), **chosen})
+        return (panel.draw(result), panel.describe(result)) if panel.describe else panel.draw(result)
 
     grid = {label: list(values) for label, values in by_label.items()}
     defaults = {c.label: c.shown(c.value) for c in shown}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
@@ -120,6 +121,11 @@ def test_static_grid_draws_every_grid_point_with_the_fixed_values():
     assert set(_frames(html)) == {"0,0", "0,1", "1,0", "1,1"}
     assert 'data-control="size a"' in html and 'data-control="b on / off"' in html and 'data-control="mode"' not in html
     assert ">on</option>" in html and ">off</option>" in html and 'alt="toy"' in html and "Toy" in html
+    captions = json.loads(html.split("data-captions>")[1].split("</script>")[0])
+    assert captions == {
+        f"{i},{j}": f"a={a} b={b} c=x" for i, a in enumerate((1, 3)) for j, b in enumerate((True, False))
+    }
+    assert "data-captions>" not in panels.static_grid(_spec([], describe=False), dpi=20)
     assert 'alt="other"' in panels.static_grid(_spec([]), alt="other", dpi=20)
     plt.close("all")
 
@@ -154,6 +160,7 @@ def test_sgd_panel_looks_the_sweep_up_and_trains_only_outside_it(monkeypatch):
     monkeypatch.setattr(exp_sens, "select_run", lambda s, **v: looked.append(v) or ("run", v))
     monkeypatch.setattr(exp_sens, "lr_init_sweep", lambda **kw: trained.append(kw) or ("trained", kw))
     monkeypatch.setattr(plot_sgd, "plot_training_curves", lambda r, reference: _fig())
+    monkeypatch.setattr(panels, "format_sgd_run", lambda r: f"{r[0]} {sorted(r[1].items())}")
     spec = panels.sgd_panel(lr=0.3, init_std=0.5, dataset=SimpleNamespace(), sweep=sweep)
     assert set(_frames(panels.static_grid(spec, dpi=20))) == {"0,0", "0,1", "1,0", "1,1"}
     assert len(looked) == 4 and not trained
