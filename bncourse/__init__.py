@@ -9,7 +9,7 @@ Modules (import them explicitly; nothing runs on import):
 - :mod:`bncourse.metrics` - accuracy, the one implementation every trainer and experiment uses.
 - :mod:`bncourse.checks` - graders for the exercises.
 - :mod:`bncourse.experiments` - small experiments returning plain result objects.
-- :mod:`bncourse.plots` and :mod:`bncourse.widgets` - figures and ipywidgets panels of results.
+- :mod:`bncourse.plots` and :mod:`bncourse.panels` - figures and ipywidgets panels of results.
 """
 
 __version__ = "0.2.0"

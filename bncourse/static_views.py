@@ -1,10 +1,10 @@
 """Interactive figures that need no kernel: every point of a control grid is drawn in advance and a few
 lines of plain JavaScript show the one the controls select.
 
-:func:`figure_grid_html` makes such a view. :func:`live_or_static` pairs it with a live ipywidgets panel in
+:func:`figure_grid_html` makes such a view. :class:`LiveOrStatic` pairs it with a live ipywidgets panel in
 one output: Jupyter and Colab show the live panel (they prefer the widget mime type), while the website
 (built with ``nb_mime_priority_overrides`` preferring ``text/html``) shows the static view, which still
-responds to its controls.
+responds to its controls. :func:`bncourse.panels.show` builds both from one panel spec.
 
 The static grid costs a figure per grid point, so it is drawn only while the book is built: where the
 environment variable ``BNCOURSE_BOOK_BUILD`` is ``1`` (``scripts/build_book.sh`` sets it). Elsewhere (Colab,
@@ -26,12 +26,15 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-__all__ = ["LiveOrStatic", "book_build", "figure_grid_html", "live_or_static", "widget_bundle"]
+__all__ = ["LiveOrStatic", "book_build", "figure_grid_html", "widget_bundle"]
 
 _SCRIPT = """
 (function () {
   var root = document.getElementById("%(id)s");
-  var frames = JSON.parse(root.querySelector("script[type='application/json']").textContent);
+  var frames = JSON.parse(root.querySelector("script[data-frames]").textContent);
+  var captionData = root.querySelector("script[data-captions]");
+  var captions = captionData ? JSON.parse(captionData.textContent) : null;
+  var caption = root.querySelector(".bncourse-caption");
   var inputs = root.querySelectorAll("[data-control]");
   var img = root.querySelector("img");
   function update() {
@@ -45,6 +48,7 @@ _SCRIPT = """
     });
     var frame = frames[key.join(",")];
     img.src = "data:image/png;base64," + frame;
+    if (captions) { caption.textContent = captions[key.join(",")]; }
     img.alt = root.getAttribute("data-alt") + " (" + names.join(", ") + ")";
     root.setAttribute("data-key", key.join(","));
   }
@@ -62,7 +66,7 @@ def _png(fig: Figure, dpi: int) -> str:
 
 
 def figure_grid_html(
-    render: Callable[..., Figure],
+    render: Callable[..., Figure | tuple[Figure, str]],
     controls: dict[str, Sequence[Any]],
     defaults: dict[str, Any],
     alt: str,
@@ -72,7 +76,8 @@ def figure_grid_html(
     """Draw ``render(**point)`` for every point of the grid and return a self-contained HTML view.
 
     Args:
-        render: returns a matplotlib figure for keyword arguments named like ``controls``.
+        render: returns a matplotlib figure for keyword arguments named like ``controls``, or a figure and
+            a line of text shown under it (a caption per point).
         controls: name -> the values a control offers (numbers become a slider, strings a drop-down).
         defaults: the value each control starts at (must be in its list).
         alt: alt text of the figure (the current control values are appended).
@@ -83,10 +88,14 @@ def figure_grid_html(
     for name in names:
         if defaults.get(name) not in list(controls[name]):
             raise ValueError(f"default of {name!r} must be one of {list(controls[name])}; got {defaults.get(name)!r}")
-    frames = {}
+    frames, captions = {}, {}
     for idx in itertools.product(*(range(len(controls[n])) for n in names)):
         point = {n: controls[n][i] for n, i in zip(names, idx, strict=True)}
-        frames[",".join(map(str, idx))] = _png(render(**point), dpi)
+        drawn = render(**point)
+        fig, text = drawn if isinstance(drawn, tuple) else (drawn, None)
+        frames[",".join(map(str, idx))] = _png(fig, dpi)
+        if text is not None:
+            captions[",".join(map(str, idx))] = text
     view_id = f"bnview-{uuid.uuid4().hex[:10]}"
     rows = []
     for name in names:
@@ -106,13 +115,15 @@ def figure_grid_html(
                 f' <output data-value-of="{html.escape(name)}">{html.escape(str(values[start]))}</output>'
             )
         rows.append(f'<label style="margin-right:1.5em">{html.escape(name)} {field}</label>')
-    payload = json.dumps(frames).replace("</", "<\\/")
+    payload, text = (json.dumps(d).replace("</", "<\\/") for d in (frames, captions))
     return (
         f'<div class="bncourse-static-view" id="{view_id}" data-alt="{html.escape(alt)}">'
         + (f"<p><strong>{html.escape(title)}</strong></p>" if title else "")
         + f'<div class="bncourse-controls">{"".join(rows)}</div>'
+        + ('<p><small class="bncourse-caption"></small></p>' if captions else "")
         + f'<img style="max-width:100%" alt="{html.escape(alt)}">'
-        + f'<script type="application/json">{payload}</script>'
+        + f'<script type="application/json" data-frames>{payload}</script>'
+        + (f'<script type="application/json" data-captions>{text}</script>' if captions else "")
         + f"<script>{_SCRIPT % {'id': view_id}}</script></div>"
     )
 
@@ -153,31 +164,3 @@ class LiveOrStatic:
         if self.static_html is not None:
             data["text/html"] = self.static_html
         return data
-
-
-def live_or_static(
-    widget,
-    render: Callable[..., Figure],
-    controls: dict[str, Sequence[Any]],
-    defaults: dict[str, Any],
-    alt: str,
-    static: bool | None = None,
-    **kwargs: Any,
-) -> LiveOrStatic:
-    """Pair a live panel with :func:`figure_grid_html` over the same controls (see the module docstring).
-
-    Args:
-        widget: the live panel.
-        render, controls, defaults, alt, kwargs: see :func:`figure_grid_html`.
-        static: draw the static grid; default :func:`book_build` (only while the book is built).
-    """
-    if static is None:
-        static = book_build()
-    if not static:
-        for name in controls:  # the same check the grid makes, so a bad default fails everywhere
-            if defaults.get(name) not in list(controls[name]):
-                raise ValueError(
-                    f"default of {name!r} must be one of {list(controls[name])}; got {defaults.get(name)!r}"
-                )
-        return LiveOrStatic(widget, None)
-    return LiveOrStatic(widget, figure_grid_html(render, controls, defaults, alt, **kwargs))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from matplotlib import pyplot as plt
 from torch import nn
 
-from bncourse import reproduce, widgets
+from bncourse import panels, reproduce
 from bncourse.checks.alternatives import (
     check_layernorm_forward,
     check_spatial_groupnorm_backward,
@@ -258,10 +258,10 @@ def test_plots_draw(tiny_result):
     plt.close("all")
 
 
-def test_norms_explorer(tiny_result, monkeypatch):
+def test_norms_panel(tiny_result, monkeypatch):
     calls = []
     monkeypatch.setattr(plot7, "plot_norm_lookup", lambda r, n, b: calls.append((n, b)) or plt.figure())
-    panel = widgets.norms_explorer(tiny_result, norm="gn", draw=False)
+    panel = panels.live(panels.norms_panel(tiny_result, norm="gn"), draw=False)
     kind, size = panel.children[0].children
     assert size.value == 2 and list(size.options) == [8, 2] and not calls
     kind.value = "in"  # redraws

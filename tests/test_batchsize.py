@@ -14,7 +14,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bncourse import widgets  # noqa: E402
+from bncourse import panels  # noqa: E402
 from bncourse.checks import batchsize as checks  # noqa: E402
 from bncourse.experiments import batchsize as exp_bs  # noqa: E402
 from bncourse.experiments import recurrent as exp_rnn  # noqa: E402
@@ -265,17 +265,17 @@ def test_plots_and_widget(tiny_sweep):
         plot_bs.plot_statistics_noise(noise),
         plot_bs.plot_batchsize_sweep(tiny_sweep),
         plot_bs.plot_batchsize_explorer(tiny_sweep, exp_bs.normalisation_noise("brn", 2, value=1.0), "brn", 2),
-        widgets.batchsize_figure(tiny_sweep, "brn", 2),
+        panels.batchsize_figure(tiny_sweep, "brn", 2),
     ):
         assert fig.axes
     with pytest.raises(ValueError):
         plot_bs.plot_batchsize_sweep(noise)
-    panel = widgets.batchsize_explorer(tiny_sweep, norm="bn", batch_size=4, draw=False)
+    panel = panels.live(panels.batchsize_panel(tiny_sweep, norm="bn", batch_size=4), draw=False)
     size, kind = panel.children[0].children
     label = panel.children[1]
     assert "BN, b = 4" in label.value
     kind.value = "ghost"
     size.value = 2
     assert "Ghost BN" in label.value and "b = 2" in label.value
-    assert "test accuracy in the sweep" in widgets.format_batchsize_choice(tiny_sweep, "ln", 2)
+    assert "test accuracy in the sweep" in panels.format_batchsize_choice(tiny_sweep, "ln", 2)
     plt.close("all")

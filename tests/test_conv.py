@@ -11,7 +11,7 @@ import pytest
 import torch
 from matplotlib import pyplot as plt
 
-from bncourse import widgets
+from bncourse import panels
 from bncourse.checks import conv as checks
 from bncourse.checks.base import rel_err
 from bncourse.data import Dataset
@@ -203,9 +203,10 @@ def test_plots_are_labelled(sweep):
         plots5.plot_gamma_beta(exp5.shift_equivariance(_tiny_dataset().x_train[:4]))
 
 
-def test_lenet_explorer_retrains_on_change():
-    panel = widgets.lenet_explorer(num_steps=6, batch_size=16, eval_size=16, dataset=_tiny_dataset(), draw=False)
-    (rate, size, seed), norm, label = panel.children[0].children, panel.children[1], panel.children[2]
+def test_lenet_panel_retrains_on_change():
+    spec = panels.lenet_panel(num_steps=6, batch_size=16, eval_size=16, dataset=_tiny_dataset())
+    panel = panels.live(spec, draw=False)
+    (rate, norm, size, seed), label = panel.children[0].children, panel.children[1]
     assert label.value == "" and rate.value == 0.3
     norm.value = False
     assert "without BN" in label.value and "after 6 steps" in label.value

@@ -11,7 +11,7 @@ import pytest
 import torch
 from matplotlib import pyplot as plt
 
-from bncourse import reproduce, widgets
+from bncourse import panels, reproduce
 from bncourse.checks.covariate_shift import (
     check_gradient_change,
     check_noisy_bn,
@@ -322,9 +322,9 @@ def test_critique_run_tiny_and_plots(tmp_path):
     assert d.data["ics_cos"].shape == (2, 2, 5)
     plt.close(pcrit.plot_ics(r, d))
     plt.close(pcrit.plot_landscape(d))
-    assert "ICS mean cos" in widgets.format_critique(r, "bn")
-    panel = widgets.critique_explorer({0.1: r}, lr=0.1, draw=True)
-    assert len(panel.children) == 4
+    assert "ICS mean cos" in panels.format_critique(r, "bn")
+    panel = panels.live(panels.critique_panel({0.1: r}, lr=0.1), draw=True)
+    assert len(panel.children) == 3 and "bn, lr 0.1" in panel.children[1].value
 
 
 def test_ladder_tiny_and_plot():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib import pyplot as plt
 
-from bncourse import experiments, plots, widgets
+from bncourse import experiments, panels, plots
 from bncourse.glue import glue
 from bncourse.result import Result
 
@@ -78,15 +78,15 @@ def test_plots_draw_and_reject_wrong_result():
 
 
 def test_widget_reruns_on_change():
-    panel = widgets.bn_explorer(batch_size=16, draw=False)
-    controls = [w for box in panel.children[:2] for w in box.children]
-    stats = panel.children[2]
+    panel = panels.live(panels.bn_panel(batch_size=16), draw=False)
+    controls = panel.children[0].children
+    stats = panel.children[1]
     before = stats.value
     controls[0].value = 64  # batch size
     assert stats.value != before and "after BN" in stats.value
     controls[1].value = "bimodal"
     assert "after BN" in stats.value
-    assert "std of mu_B" in widgets.format_bn_stats(experiments.bn_activations(batch_size=4, num_batches=2))
+    assert "std of mu_B" in panels.format_bn_stats(experiments.bn_activations(batch_size=4, num_batches=2))
 
 
 def test_show_figure_replaces_the_output_and_closes_the_figure():
@@ -96,7 +96,7 @@ def test_show_figure_replaces_the_output_and_closes_the_figure():
     for value in (1, 2):
         fig, ax = plt.subplots()
         ax.plot([0, value])
-        widgets.show_figure(out, fig)
+        panels.show_figure(out, fig)
         assert not plt.fignum_exists(fig.number), "the figure is closed once shown"
     assert len(out.outputs) <= 1, "each figure replaces the previous one"
 

@@ -21,10 +21,10 @@ from bncourse.experiments import inference as exp4
 from bncourse.experiments import inference_practice as exp4p
 from bncourse.models import LeNet
 from bncourse.norms import BatchNorm
+from bncourse.panels import format_running_stats, live, running_stats_panel
 from bncourse.plots import inference as plots4
 from bncourse.result import Result
 from bncourse.runtime import cpu_threads
-from bncourse.widgets_inference import format_running_stats, running_stats_explorer
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -310,9 +310,9 @@ def test_plots_have_labelled_axes_and_reject_wrong_results(tracked):
 
 
 def test_widget_reruns_on_change():
-    panel = running_stats_explorer(momentum=0.1, batch_size=8, num_steps=50, draw=False)
-    controls = [w for box in panel.children[:2] for w in box.children]
-    stats = panel.children[2]
+    panel = live(running_stats_panel(momentum=0.1, batch_size=8, num_steps=50), draw=False)
+    controls = panel.children[0].children
+    stats = panel.children[1]
     before = stats.value
     controls[0].value = 0.5  # momentum
     assert stats.value != before and "momentum 0.5" in stats.value

@@ -14,7 +14,7 @@ from matplotlib import pyplot as plt
 from torch.func import functional_call, grad, vmap
 
 from bncourse import data as bdata
-from bncourse import reproduce, widgets
+from bncourse import panels, reproduce
 from bncourse.checks import sgd as checks
 from bncourse.checks import sgd as variance_checks
 from bncourse.experiments import sgd as exp1
@@ -132,7 +132,7 @@ def test_lr_init_sweep_and_select_run(mnist5k):
     for fig in (plot1.plot_lr_init_sweep(r, batch_index=1), plot1.plot_training_curves(one, reference=one)):
         assert len(fig.axes) >= 2
         plt.close(fig)
-    assert "test accuracy" in widgets.format_sgd_run(one)
+    assert "test accuracy" in panels.format_sgd_run(one)
 
 
 def test_plots_draw(mnist5k):
@@ -153,8 +153,9 @@ def test_plots_draw(mnist5k):
         plot1.plot_throughput(exp1.quadratic_gd(num_steps=1))
 
 
-def test_sgd_explorer_builds_and_trains(mnist5k):
-    panel = widgets.sgd_explorer(lr=0.3, batch_size=60, init_std=0.5, num_examples=600, dataset=mnist5k, draw=False)
+def test_sgd_panel_builds_and_trains(mnist5k):
+    spec = panels.sgd_panel(lr=0.3, batch_size=60, init_std=0.5, num_examples=600, dataset=mnist5k)
+    panel = panels.live(spec, draw=False)
     rate, size, scale = panel.children[0].children
     assert (rate.value, size.value, scale.value) == (0.3, 60, 0.5)
     for examples in (30_000, 60_000):  # every offered batch size divides into the default evaluations

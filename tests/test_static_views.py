@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pytest
 
-from bncourse.static_views import figure_grid_html, live_or_static, widget_bundle
+from bncourse.static_views import LiveOrStatic, book_build, figure_grid_html, widget_bundle
 
 SITE = Path(os.environ.get("BNCOURSE_SITE", Path(__file__).resolve().parents[1] / "_build" / "html")).resolve()
 
@@ -33,26 +34,33 @@ def test_grid_html_has_every_frame_and_controls():
     assert 'value="1"' in html and "selected" in html and 'alt="lines"' in html
     with pytest.raises(ValueError, match="default"):
         figure_grid_html(_render, {"a": [1, 2]}, {"a": 5}, alt="x")
+    assert 'class="bncourse-caption"' not in html and "data-captions>" not in html
+    plt.close("all")
 
 
-def test_live_or_static_bundle_has_both_renderings_only_in_the_book_build(monkeypatch):
-    def bundle(**kw):
-        panel = live_or_static(
-            ipywidgets.IntSlider(), lambda a: _render(a, "up"), {"a": [1, 2]}, {"a": 1}, alt="x", **kw
-        )
-        return panel._repr_mimebundle_()
+def test_grid_html_keeps_a_caption_per_point():
+    html = figure_grid_html(lambda a: (_render(a, "up"), f"a is {a} </script>"), {"a": [1, 2]}, {"a": 2}, alt="x")
+    captions = html.split("data-captions>")[1].split("</script>")[0]
+    assert json.loads(captions.replace("<\\/", "</")) == {"0": "a is 1 </script>", "1": "a is 2 </script>"}
+    assert 'class="bncourse-caption"' in html and html.count("</script>") == 3
+    plt.close("all")
 
+
+def test_live_or_static_bundle_has_the_static_html_only_when_given():
+    slider = ipywidgets.IntSlider()
+    live = LiveOrStatic(slider, None)._repr_mimebundle_()
+    assert live["application/vnd.jupyter.widget-view+json"]["model_id"] == slider.model_id and "text/html" not in live
+    both = LiveOrStatic(slider, "<p>grid</p>")._repr_mimebundle_()
+    assert both["text/html"] == "<p>grid</p>" and "application/vnd.jupyter.widget-view+json" in both
+
+
+def test_book_build_reads_the_environment(monkeypatch):
     monkeypatch.delenv("BNCOURSE_BOOK_BUILD", raising=False)
-    live = bundle()
-    assert "application/vnd.jupyter.widget-view+json" in live and "bncourse-static-view" not in live.get(
-        "text/html", ""
-    )
+    assert not book_build()
+    monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "0")
+    assert not book_build()
     monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "1")
-    built = bundle()
-    assert "application/vnd.jupyter.widget-view+json" in built and "bncourse-static-view" in built["text/html"]
-    assert "bncourse-static-view" not in bundle(static=False).get("text/html", "")
-    with pytest.raises(ValueError, match="default of 'a'"):  # a bad default fails with or without the grid
-        live_or_static(ipywidgets.IntSlider(), _render, {"a": [1, 2]}, {"a": 3}, alt="x", static=False)
+    assert book_build()
 
 
 class _Widget7:
@@ -113,6 +121,7 @@ def _exercise_views(page) -> list[str]:
 
 def test_view_responds_in_chromium(browser, tmp_path):
     html = figure_grid_html(_render, {"a": [1, 2, 3], "b": ["up", "down"]}, {"a": 1, "b": "up"}, alt="lines")
+    html += figure_grid_html(lambda a: (_render(a, "up"), f"a is {a}"), {"a": [1, 2]}, {"a": 1}, alt="captioned")
     (tmp_path / "index.html").write_text(f"<html><body>{html}</body></html>")
     server = _serve(tmp_path)
     try:
@@ -120,11 +129,12 @@ def test_view_responds_in_chromium(browser, tmp_path):
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-        assert page.locator("img").evaluate("e => e.naturalWidth") > 0
+        assert page.locator("img").first.evaluate("e => e.naturalWidth") > 0
+        assert page.locator(".bncourse-caption").text_content() == "a is 1"
         assert not _exercise_views(page) and not errors
-        assert "a = 3" in page.locator("img").get_attribute("alt") or "a = 2" in page.locator("img").get_attribute(
-            "alt"
-        )
+        alt = page.locator("img").first.get_attribute("alt")
+        assert "a = 3" in alt or "a = 2" in alt
+        assert page.locator(".bncourse-caption").text_content() == "a is 2"
     finally:
         server.shutdown()
 
