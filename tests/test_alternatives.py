@@ -247,8 +247,6 @@ def test_norm_mask_groups_are_consecutive_channels_and_errors():
 
 
 def test_plots_draw(tiny_result):
-    fig = plot7.plot_norm_axes()
-    assert len(fig.axes) == 4 and "Batch Norm" in fig.axes[0].get_title()
     fig2 = plot7.plot_norms_batchsize(tiny_result)
     assert len(fig2.axes) == 2 and len(fig2.axes[0].lines) == 5
     fig3 = plot7.plot_norm_lookup(tiny_result, "bn", 2)

@@ -264,6 +264,22 @@ def test_train_models_equals_plain_loop_for_a_convnet():
         train_models(make, [], x, y, x, y, num_steps=1)
 
 
+def test_train_models_evaluates_in_eval_mode_over_chunks():
+    from bncourse import train
+    from bncourse.data import images_to_tensor
+    from bncourse.metrics import accuracy
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (3 * train.EVAL_CHUNK // 2, 28, 28), dtype=np.uint8)  # more than one chunk
+    y = rng.integers(0, 10, len(x))
+    make = lambda c: LeNet(norm="bn", seed=0)  # noqa: E731
+    res = train.train_models(make, [{"lr": 0.5}], x, y, x, y, num_steps=4, batch_size=16, eval_every=4, progress=False)
+    model, xt = res["models"][0], images_to_tensor(x, "cpu")
+    whole = accuracy(model, xt, torch.tensor(y), batch_size=None)  # eval mode, one pass
+    chunked_in_train_mode = accuracy(model, xt, torch.tensor(y), batch_size=train.EVAL_CHUNK, train=True)
+    assert res["test_acc"][0, -1] == whole != chunked_in_train_mode  # a train-mode evaluation would be caught
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_train_models_cuda_graph_equals_eager(momentum):

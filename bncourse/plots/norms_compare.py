@@ -1,5 +1,6 @@
-"""Chapter 7's figures: which elements share statistics (the Group Norm paper's Figure 2, drawn by code) and
-test error against batch size for each normalisation, next to the paper's published numbers."""
+"""Chapter 7's figures: which elements share statistics at one batch size (the Group Norm paper's Figure 2 style,
+for the batch-size panel; the chapter's four-panel axes figure is :func:`bncourse.plots.tensor_axes.plot_tensor_axes`)
+and test error against batch size for each normalisation, next to the paper's published numbers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ __all__ = [
     "draw_norm_axes",
     "format_norm_lookup",
     "norm_mask",
-    "plot_norm_axes",
     "plot_norm_lookup",
     "plot_norms_batchsize",
 ]
@@ -121,17 +121,6 @@ def draw_norm_axes(
     ax.set_ylim(-1.2, h + depth[1] + 0.3)
     ax.set_aspect("equal")
     ax.axis("off")
-
-
-def plot_norm_axes(
-    norms: tuple[str, ...] = ("bn", "ln", "in", "gn"), n: int = 6, c: int = 6, s: int = 5, groups: int = 2
-) -> Figure:
-    """The Group Norm paper's Figure 2: one panel per norm, the elements sharing one mean and variance in blue."""
-    fig, axes = plt.subplots(1, len(norms), figsize=(3.1 * len(norms), 3.3))
-    for ax, norm in zip(np.atleast_1d(axes), norms, strict=True):
-        draw_norm_axes(ax, norm, n, c, s, groups)
-    fig.tight_layout()
-    return fig
 
 
 def plot_norms_batchsize(result: Result, paper: bool = True, fig: Figure | None = None) -> Figure:
