@@ -11,7 +11,16 @@ widgets only draw results, so every figure can be redrawn from a stored result. 
   ``norms_compare`` (7). Import them as modules, e.g. ``from bncourse.experiments import conv``.
 """
 
-from bncourse.experiments.algorithm import DISTRIBUTIONS, backward_timing, bn_activations, fit_identity, sample_inputs
+from bncourse.experiments.algorithm import (
+    DISTRIBUTIONS,
+    backward_graph,
+    backward_timing,
+    bn_activations,
+    fit_identity,
+    pair_collapse,
+    sample_inputs,
+    xhat_jacobian,
+)
 from bncourse.experiments.figure1 import FIGURE1_SCALES, figure1, figure1_networks
 from bncourse.result import Result, make_meta
 
@@ -19,11 +28,14 @@ __all__ = [
     "DISTRIBUTIONS",
     "FIGURE1_SCALES",
     "Result",
+    "backward_graph",
     "backward_timing",
     "bn_activations",
     "figure1",
     "figure1_networks",
     "fit_identity",
     "make_meta",
+    "pair_collapse",
     "sample_inputs",
+    "xhat_jacobian",
 ]

@@ -10,7 +10,16 @@ from bncourse.norms import batchnorm_backward, batchnorm_backward_alt, batchnorm
 from bncourse.result import Result, make_meta
 from bncourse.runtime import best_time
 
-__all__ = ["DISTRIBUTIONS", "backward_timing", "bn_activations", "fit_identity", "sample_inputs"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "backward_graph",
+    "backward_timing",
+    "bn_activations",
+    "fit_identity",
+    "pair_collapse",
+    "sample_inputs",
+    "xhat_jacobian",
+]
 
 DISTRIBUTIONS = ("normal", "uniform", "exponential", "bimodal")
 
@@ -155,3 +164,140 @@ def backward_timing(
         "speedup": staged_s / compact_s,
     }
     return Result("backward_timing", config, data, make_meta("random normal arrays", started))
+
+
+def backward_graph(
+    batch_size: int = 3, gamma: float = 1.5, beta: float = 0.5, eps: float = 1e-5, seed: int = 0
+) -> Result:
+    """Every node of BN's computational graph for one feature, forward value and gradient, on a small batch.
+
+    The nodes are the lines of :func:`~bncourse.norms.batchnorm_forward` (``mu``, ``xc``, ``var``, ``std``,
+    ``inv_std``, ``x_hat``, ``out``) and their gradients the lines of :func:`~bncourse.norms.batchnorm_backward`
+    (``dmu``, ``dxc``, ...), computed here one by one so that each can be drawn on the graph. The upstream
+    gradient ``dout`` is random.
+
+    Args:
+        batch_size: m, the number of examples (at least 2).
+        gamma: the scale of the one feature.
+        beta: its shift.
+        eps: added to the variance before the square root.
+        seed: seed of the inputs and the upstream gradient.
+
+    Returns:
+        A result whose ``data`` maps each node name (``x``, ``mu``, ..., ``out``, ``gamma``, ``beta``) to its
+        forward value and ``"d" + name`` to the gradient of the loss with respect to it, plus ``dx_reference``
+        from :func:`~bncourse.norms.batchnorm_backward` (equal to ``dx``).
+    """
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 (a variance needs two values); got {batch_size}")
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(2.0, 1.5, batch_size), 2)
+    dout = np.round(rng.normal(0.0, 1.0, batch_size), 2)
+    m = batch_size
+    mu = x.mean()
+    xc = x - mu
+    var = (xc**2).mean()
+    std = np.sqrt(var + eps)
+    inv_std = 1.0 / std
+    x_hat = xc * inv_std
+    out = gamma * x_hat + beta
+    dbeta = dout.sum()
+    dgamma = (dout * x_hat).sum()
+    dx_hat = dout * gamma
+    dinv_std = (dx_hat * xc).sum()
+    dstd = -dinv_std / std**2
+    dvar = dstd * 0.5 / np.sqrt(var + eps)
+    dxc = dx_hat * inv_std + dvar * 2.0 * xc / m
+    dmu = -dxc.sum()
+    dx = dxc + dmu / m
+    _, cache = batchnorm_forward(x[:, None], np.array([gamma]), np.array([beta]), eps=eps)
+    dx_reference = batchnorm_backward(dout[:, None], cache)[0][:, 0]
+    config = {"batch_size": batch_size, "gamma": gamma, "beta": beta, "eps": eps, "seed": seed}
+    data = {
+        "x": x, "mu": mu, "xc": xc, "var": var, "std": std, "inv_std": inv_std, "x_hat": x_hat, "out": out,
+        "gamma": gamma, "beta": beta,
+        "dx": dx, "dmu": dmu, "dxc": dxc, "dvar": dvar, "dstd": dstd, "dinv_std": dinv_std, "dx_hat": dx_hat,
+        "dout": dout, "dgamma": dgamma, "dbeta": dbeta, "dx_reference": dx_reference,
+    }  # fmt: skip
+    return Result("backward_graph", config, data, make_meta("random normal values, rounded to 2 decimals", started))
+
+
+def xhat_jacobian(batch_size: int = 8, eps: float = 1e-5, seed: int = 0) -> Result:
+    """The m x m Jacobian of ``x_hat`` with respect to ``x`` for one feature: from autograd and from the formula.
+
+    ``d x_hat_i / d x_j = (delta_ij - 1/m - x_hat_i x_hat_j / m) / sigma`` with ``sigma = sqrt(var + eps)``:
+    the identity minus the projection on the constant vector minus (up to ``eps``) the projection on ``x_hat``,
+    scaled by ``1/sigma``. The backward pass is ``dx = gamma * J @ dout`` (``J`` is symmetric).
+
+    Args:
+        batch_size: m, at least 2.
+        eps: added to the variance before the square root.
+        seed: seed of the inputs ``x ~ N(3, 2^2)``.
+
+    Returns:
+        A result with ``x``, ``x_hat``, ``sigma``, the autograd Jacobian ``jacobian``, the three terms
+        ``identity``, ``mean_term`` (``11^T/m``) and ``xhat_term`` (``x_hat x_hat^T/m``), ``formula``
+        (``(identity - mean_term - xhat_term) / sigma``) and ``max_abs_error`` between the two Jacobians.
+    """
+    import torch
+
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2 (a variance needs two values); got {batch_size}")
+    started = time.perf_counter()
+    x = np.random.default_rng(seed).normal(3.0, 2.0, batch_size)
+
+    def normalise(v):
+        return (v - v.mean()) / torch.sqrt(v.var(unbiased=False) + eps)
+
+    jac = torch.autograd.functional.jacobian(normalise, torch.tensor(x, dtype=torch.float64)).numpy()
+    m = batch_size
+    sigma = float(np.sqrt(x.var() + eps))
+    x_hat = (x - x.mean()) / sigma
+    identity, mean_term, xhat_term = np.eye(m), np.full((m, m), 1.0 / m), np.outer(x_hat, x_hat) / m
+    formula = (identity - mean_term - xhat_term) / sigma
+    config = {"batch_size": batch_size, "eps": eps, "seed": seed}
+    data = {
+        "x": x, "x_hat": x_hat, "sigma": sigma, "jacobian": jac, "identity": identity, "mean_term": mean_term,
+        "xhat_term": xhat_term, "formula": formula, "max_abs_error": float(np.abs(jac - formula).max()),
+    }  # fmt: skip
+    return Result("xhat_jacobian", config, data, make_meta("random normal values N(3, 2^2)", started))
+
+
+def pair_collapse(num_pairs: int = 6, eps: float = 1e-5, seed: int = 0) -> Result:
+    """BN with batches of two: whatever the two inputs, the normalised outputs are -1 and +1 (up to ``eps``).
+
+    With ``m = 2`` the centred inputs are ``+-d/2`` (``d = x_1 - x_2``) and the standard deviation ``|d|/2``,
+    so ``x_hat_1 = d / sqrt(d^2 + 4 eps)``: the sign of ``d`` as soon as ``|d| >> sqrt(eps)``. Pairs are drawn
+    with very different means and scales, and the curve ``x_hat_1(d)`` is sampled around ``d = 0``.
+
+    Args:
+        num_pairs: pairs of inputs to draw (at least 1).
+        eps: added to the variance before the square root.
+        seed: seed.
+
+    Returns:
+        A result with ``pairs`` and ``outputs`` (``num_pairs x 2``, before and after BN with gamma 1, beta 0),
+        ``d`` and ``x_hat1`` (the curve), and ``max_dev`` = max over pairs of ``| |x_hat| - 1 |``.
+    """
+    if num_pairs < 1:
+        raise ValueError(f"num_pairs must be at least 1; got {num_pairs}")
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(-20.0, 20.0, num_pairs)
+    scales = 10.0 ** rng.uniform(-1.0, 1.0, num_pairs)
+    pairs = means[:, None] + scales[:, None] * rng.normal(size=(num_pairs, 2))
+    outputs = batchnorm_forward(pairs.T, np.ones(num_pairs), np.zeros(num_pairs), eps=eps)[0].T  # one feature a pair
+    d = np.linspace(-0.05, 0.05, 801)
+    x_hat1 = d / np.sqrt(d**2 + 4 * eps)
+    config = {"num_pairs": num_pairs, "eps": eps, "seed": seed}
+    data = {
+        "pairs": pairs,
+        "outputs": outputs,
+        "d": d,
+        "x_hat1": x_hat1,
+        "max_dev": float(np.abs(np.abs(outputs) - 1.0).max()),
+    }
+    return Result(
+        "pair_collapse", config, data, make_meta("random pairs, means in [-20, 20], scales 0.1 to 10", started)
+    )

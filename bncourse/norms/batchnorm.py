@@ -137,8 +137,8 @@ def batchnorm_backward_alt(dout: np.ndarray, cache: tuple) -> tuple[np.ndarray, 
     m = x_hat.size // x_hat.shape[1]
     dbeta = dout.sum(axis=axes)
     dgamma = (dout * x_hat).sum(axis=axes)
-    shape = (1, -1) + (1,) * (x_hat.ndim - 2)
-    dx = (gamma.reshape(shape) * inv_std / m) * (m * dout - dbeta.reshape(shape) - x_hat * dgamma.reshape(shape))
+    g, db, dg = (_per_channel(v, x_hat.ndim) for v in (gamma, dbeta, dgamma))  # (C,) -> (1, C, 1, ...)
+    dx = (g * inv_std / m) * (m * dout - db - x_hat * dg)
     return dx, dgamma, dbeta
 
 
@@ -168,9 +168,9 @@ class BatchNormFunction(torch.autograd.Function):
         shape = (1, -1) + (1,) * (dout.dim() - 2)
         dbeta = dout.sum(dim=axes)
         dgamma = (dout * x_hat).sum(dim=axes)
-        dx = (weight.reshape(shape) * inv_std) * (
-            dout - dout.mean(dim=axes, keepdim=True) - x_hat * (dout * x_hat).mean(dim=axes, keepdim=True)
-        )
+        mean_dout = dout.mean(dim=axes, keepdim=True)  # dbeta / m
+        mean_dout_xhat = (dout * x_hat).mean(dim=axes, keepdim=True)  # dgamma / m
+        dx = (weight.reshape(shape) * inv_std) * (dout - mean_dout - x_hat * mean_dout_xhat)
         return dx, dgamma, dbeta, None
 
 
