@@ -250,7 +250,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def batch_indices(num_examples: int, batch_size: int, num_steps: int, data_seed: int) -> torch.Tensor:
     """The minibatch sequence: ``(num_steps, batch_size)`` indices drawn with replacement, seeded on the CPU.
 
-    Every trainer of the course (the MLP engine, :func:`bncourse.train.train_models`, the experiments' own
+    Every trainer of the course (the MLP engine, :func:`bncourse.training.loop.train_models`, the experiments' own
     loops) draws its batches from it, so a plain PyTorch loop that uses the same indices sees exactly the
     engine's batches.
     """

@@ -19,7 +19,7 @@ from bncourse import data as bdata
 from bncourse.models import LeNet
 from bncourse.norms import batchnorm_forward
 from bncourse.result import Result, make_meta
-from bncourse.train import train_models
+from bncourse.training.loop import train_models
 
 __all__ = [
     "LENET_SCALES",

@@ -23,9 +23,9 @@ from bncourse import data as bdata
 from bncourse import runtime
 from bncourse.metrics import accuracy
 from bncourse.models import make_norm
-from bncourse.parallel import default_workers, run_jobs
 from bncourse.result import Result, make_meta
-from bncourse.train import train_models
+from bncourse.training.loop import train_models
+from bncourse.training.pool import default_workers, run_jobs
 
 __all__ = [
     "GN_PAPER",
@@ -166,7 +166,7 @@ def norms_batchsize(
         device: default CUDA when available.
         cpu_threads: torch CPU threads during the run (restored after); None leaves the setting alone.
         progress: show progress bars.
-        workers: processes running the runs side by side (:func:`bncourse.parallel.run_jobs`, one thread
+        workers: processes running the runs side by side (:func:`bncourse.training.pool.run_jobs`, one thread
             each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
 
     Returns:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from bncourse import data as bdata
-from bncourse.engine import RunConfig, train_mlps
 from bncourse.models import MLP
 from bncourse.result import Result, make_meta
+from bncourse.training.mlp import RunConfig, train_mlps
 
 __all__ = [
     "LOSS_MARGIN",
@@ -153,7 +153,7 @@ def lr_init_sweep(
     """Train the paper's MLP (784-100-100-100-10 sigmoid, Gaussian init) over a grid, all at a fixed budget.
 
     For each batch size the ``len(lrs) * len(init_stds)`` models train together in one engine run
-    (:func:`bncourse.engine.train_mlps`), on the same minibatches (``data_seed = seed``), with the same
+    (:func:`bncourse.training.mlp.train_mlps`), on the same minibatches (``data_seed = seed``), with the same
     initial weights up to their scale (``seed``). Every run processes ``num_examples`` training examples,
     so a batch of N takes ``num_examples // N`` steps: small batches take more, noisier steps.
 

@@ -1,6 +1,6 @@
 """Train any ``nn.Module`` (LeNet, VGG, ...) with SGD on in-memory data, one model after another.
 
-The MLP sweeps of the book use :mod:`bncourse.engine`, which trains many models in one batched step.
+The MLP sweeps of the book use :mod:`bncourse.training.mlp`, which trains many models in one batched step.
 Convolutional networks go through this simpler trainer: data resident on the device, the engine's seeded
 batch order (:func:`bncourse.data.batch_indices`), periodic evaluation in eval mode, and results in the
 engine's layout (``(K, E)`` arrays), so plots treat both alike.
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bncourse.cuda_graphs import capture_steps
 from bncourse.data import batch_indices, images_to_tensor
 from bncourse.metrics import accuracy
 from bncourse.runtime import device_name, pick_device
+from bncourse.training.cuda_graphs import capture_steps
 
 __all__ = ["train_models"]
 
@@ -47,7 +47,7 @@ def train_models(
         make_model: builds the model from a config (e.g. ``lambda c: LeNet(norm=c["norm"], seed=c["seed"])``).
         configs: dicts with at least ``lr``; optional ``momentum`` (0), ``data_seed`` (0).
         x_train, y_train, x_test, y_test: arrays; images as uint8 ``(N, H, W)`` or ``(N, H, W, C)``.
-        num_steps, batch_size, eval_every: as in :func:`bncourse.engine.train_mlps`.
+        num_steps, batch_size, eval_every: as in :func:`bncourse.training.mlp.train_mlps`.
         eval_size: evaluate on the first ``eval_size`` test examples (all by default).
         device: default CUDA when available.
         progress: show a progress bar over all models' steps.
@@ -122,7 +122,7 @@ def _graph_or_eager(step: Callable[[], None], model: torch.nn.Module, opt: torch
                     counters: list[torch.Tensor], use_graph: bool) -> tuple[Callable[[], None], bool]:  # fmt: skip
     """The function that runs one training step, and whether it replays a CUDA graph.
 
-    With ``use_graph``, the step is captured (:func:`bncourse.cuda_graphs.capture_steps`); SGD's momentum
+    With ``use_graph``, the step is captured (:func:`bncourse.training.cuda_graphs.capture_steps`); SGD's momentum
     buffers, which the warm-up created, are zeroed, so the first replay starts them from its gradient as a
     fresh optimizer does. A step that cannot be captured runs eagerly, with a warning.
     """

@@ -1,13 +1,13 @@
-"""bncourse.engine and bncourse.models: the batched trainer equals a plain PyTorch loop, seed for seed."""
+"""bncourse.training.mlp and bncourse.models: the batched trainer equals a plain PyTorch loop, seed for seed."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bncourse.engine import RunConfig, batch_indices, stack_mlps, train_mlps
 from bncourse.models import MLP, LeNet, SmallVGG, make_norm, paper_mlp
 from bncourse.norms import BatchNorm
+from bncourse.training.mlp import RunConfig, batch_indices, stack_mlps, train_mlps
 
 SIZES = (16, 8, 8, 3)
 
@@ -233,7 +233,7 @@ def test_bench_prints_ratios_last(capsys):
 
 def test_train_models_equals_plain_loop_for_a_convnet():
     from bncourse.data import images_to_tensor
-    from bncourse.train import train_models
+    from bncourse.training.loop import train_models
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (80, 28, 28), dtype=np.uint8)
@@ -268,7 +268,7 @@ def test_train_models_equals_plain_loop_for_a_convnet():
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_train_models_cuda_graph_equals_eager(momentum):
     """The captured step replays exactly the eager steps: losses, weights and BN running statistics."""
-    from bncourse.train import train_models
+    from bncourse.training.loop import train_models
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
@@ -290,7 +290,7 @@ def test_train_models_cuda_graph_equals_eager(momentum):
 
 
 def test_train_models_refuses_a_graph_on_cpu():
-    from bncourse.train import train_models
+    from bncourse.training.loop import train_models
 
     x = np.zeros((10, 28, 28), dtype=np.uint8)
     with pytest.raises(ValueError, match="CUDA"):
