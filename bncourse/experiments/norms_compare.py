@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from bncourse import data as bdata
 from bncourse import runtime
 from bncourse.metrics import accuracy
-from bncourse.models import make_norm
+from bncourse.models import ConvNet3, make_norm
 from bncourse.result import Result, make_meta
 from bncourse.training.loop import train_models
 from bncourse.training.pool import default_workers, run_jobs
@@ -31,7 +30,6 @@ __all__ = [
     "GN_PAPER",
     "NORM_LABELS",
     "NORMS_SCALES",
-    "ConvNet3",
     "accuracy_grid",
     "accuracy_table",
     "norms_batchsize",
@@ -67,40 +65,6 @@ GN_PAPER: dict[str, dict[int, float]] = {
     "ln": {32: 25.3},
     "in": {32: 28.4},
 }
-
-
-class ConvNet3(nn.Module):
-    """Three ``conv3x3 -> [norm] -> ReLU -> maxpool`` blocks and a linear classifier; every norm is on a conv.
-
-    ``(N, 1, 28, 28) -> (N, w1, 14, 14) -> (N, w2, 7, 7) -> (N, w3, 3, 3) -> (N, classes)``. The same ``seed``
-    gives the same conv and linear weights for every ``norm`` (PyTorch's default init), so runs differ only
-    in the normalisation layer (:func:`bncourse.models.make_norm`: ``None``, ``"bn"``, ``"gn"``, ``"ln"``, ``"in"``).
-    """
-
-    def __init__(
-        self,
-        norm: str | None = None,
-        widths: tuple[int, int, int] = (16, 32, 64),
-        in_channels: int = 1,
-        num_classes: int = 10,
-        image_size: int = 28,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            layers: list[nn.Module] = []
-            c = in_channels
-            for w in widths:
-                layers += [nn.Conv2d(c, w, 3, padding=1), make_norm(norm, w), nn.ReLU(), nn.MaxPool2d(2)]
-                c = w
-            s = image_size // 2 ** len(widths)
-            self.features = nn.Sequential(*layers)
-            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c * s * s, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> ``(N, classes)`` logits."""
-        return self.classifier(self.features(x))
 
 
 def _model(cfg: dict[str, Any], ds: bdata.Dataset) -> ConvNet3:
