@@ -19,12 +19,14 @@ from torch import nn
 from bncourse.norms.precision import compute_input
 
 __all__ = [
+    "BN_TYPES",
     "BatchNorm",
     "BatchNormFunction",
     "batch_norm_function",
     "batchnorm_backward",
     "batchnorm_backward_alt",
     "batchnorm_forward",
+    "bn_layers",
     "reduce_axes",
 ]
 
@@ -319,3 +321,11 @@ class BatchNorm(nn.Module):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"
         )
+
+
+BN_TYPES = (nn.modules.batchnorm._BatchNorm, BatchNorm)  # PyTorch's BN classes and the course's own
+
+
+def bn_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BN module of ``model`` (PyTorch's ``BatchNorm1d/2d/3d`` and subclasses, and :class:`BatchNorm`)."""
+    return [m for m in model.modules() if isinstance(m, BN_TYPES)]
