@@ -271,9 +271,13 @@ class BatchNorm(nn.Module):
         m = x.numel() // x.shape[1]
         if m <= 1:  # as F.batch_norm: no variance from a single value
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
-        if self.eps <= 0:  # as F.batch_norm: x_hat is undefined for a constant channel
-            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
+        self._check_eps()
         return m
+
+    def _check_eps(self) -> None:
+        """Refuse ``eps <= 0`` in training, as ``F.batch_norm`` does: x_hat is undefined for a constant channel."""
+        if self.eps <= 0:
+            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
 
     def _momentum(self) -> float:
         """Weight of the newest batch, after ``num_batches_tracked`` was counted up: ``momentum``, or
