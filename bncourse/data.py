@@ -218,6 +218,12 @@ def load_dataset(
     return _make(key, "full", arrays, source, class_names)
 
 
+def as_dataset(dataset: str | Dataset) -> Dataset:
+    """What an experiment's ``dataset=`` argument accepts: a name is loaded (:func:`load_dataset`, default
+    options), a :class:`Dataset` (or any object with its fields) is used as it is."""
+    return load_dataset(dataset) if isinstance(dataset, str) else dataset
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The cache dir: ``root``, else ``$BNCOURSE_DATA``, else ``~/.cache/bncourse``."""
     return Path(root if root is not None else os.environ.get(ROOT_ENV) or DEFAULT_ROOT).expanduser()

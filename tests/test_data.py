@@ -601,3 +601,11 @@ def test_images_to_tensor_channel_layouts():
     four = np.zeros((1, 5, 5, 4), dtype=np.uint8)  # 4 trailing values: channels first unless told otherwise
     assert data.images_to_tensor(four).shape == (1, 5, 5, 4)
     assert data.images_to_tensor(four, channels_last_input=True).shape == (1, 4, 5, 5)
+
+
+def test_as_dataset_loads_a_name_and_passes_a_dataset_through():
+    ds = data.as_dataset("digits")
+    assert isinstance(ds, data.Dataset) and ds.name == data.load_dataset("digits").name
+    assert data.as_dataset(ds) is ds
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        data.as_dataset("imagenet")

@@ -258,7 +258,7 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
                dataset, device: str) -> tuple[str, float, float, float]:  # fmt: skip
     """One run of :func:`batchsize_sweep` (a worker's job): ``(device name, test accuracy, train loss, BN's
     accuracy with test batches of b)``; the last is NaN except for ``"bn"``."""
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     steps = max(1, num_examples // step_batch)
     cfg = {"norm": norm, "b": b, "seed": seed, "lr": lr * step_batch / 32, "momentum": momentum, "data_seed": seed}
     out = train_models(

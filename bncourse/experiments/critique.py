@@ -253,7 +253,7 @@ def train_measured(
 
 
 def _image_data(dataset: str | bdata.Dataset, device: torch.device, flatten: bool, eval_size: int | None):
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     xtr, xte = bdata.images_to_tensor(ds.x_train, device), bdata.images_to_tensor(ds.x_test[:eval_size], device)
     if flatten:
         xtr, xte = xtr.flatten(1), xte.flatten(1)

@@ -150,7 +150,7 @@ def norms_batchsize(
         cfg["eval_size"] = eval_size
     if min(cfg["batch_sizes"]) < 2 or cfg["num_examples"] < 2 * max(cfg["batch_sizes"]):
         raise ValueError("batch sizes must be >= 2 and num_examples at least two batches of the largest size")
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     rows: dict[str, list] = {k: [] for k in ("norm", "batch_size", "seed", "lr", "num_steps", "test_acc",
                                              "train_loss", "wall_time_s")}  # fmt: skip
     device = runtime.pick_device(device)
@@ -191,7 +191,7 @@ def norms_batchsize(
 def _norms_run(run: dict, b: int, steps: int, dataset, n_test: int, device: str) -> tuple[str, tuple]:
     """One run of :func:`norms_batchsize` (a worker's job): ``(device name, row values)``."""
     t0 = time.perf_counter()
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     out = train_models(  # its periodic test is skipped (1 image); the test below runs once, at the end
         lambda c: _model(c, ds), [run], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
         batch_size=b, eval_every=steps, eval_size=1, device=device, progress=False,

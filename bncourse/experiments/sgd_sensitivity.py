@@ -39,10 +39,6 @@ LOSS_MARGIN = 0.1  # ... and it has diverged if its loss ends more than this abo
 SATURATED = 4.0  # |z| beyond this: sigmoid'(z) < 0.018, a flat sigmoid
 
 
-def _dataset(dataset: str | bdata.Dataset) -> bdata.Dataset:
-    return bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
-
-
 def _preactivations(layers: list[torch.nn.Linear], x: torch.Tensor) -> list[torch.Tensor]:
     """The inputs ``z_l`` of every hidden sigmoid, ``(N, width)`` each."""
     zs, h = [], x
@@ -85,7 +81,7 @@ def amplification(
         beyond :data:`SATURATED` in absolute value, where the sigmoid's slope is below 0.018.
     """
     started = time.perf_counter()
-    ds = _dataset(dataset)
+    ds = bdata.as_dataset(dataset)
     x = bdata.flat_images(ds.x_test[:num_examples], dtype=torch.float64)  # (N, 784)
     sizes = (x.shape[1],) + (width,) * depth + (ds.num_classes,)
     gains = np.zeros((len(init_stds), num_directions, depth))
@@ -176,7 +172,7 @@ def lr_init_sweep(
         and ``outcome`` (B, S, L) (see :func:`classify`).
     """
     started = time.perf_counter()
-    ds = _dataset(dataset)
+    ds = bdata.as_dataset(dataset)
     configs = [
         RunConfig(lr=lr, init="gaussian", init_std=s, seed=seed, data_seed=seed) for s in init_stds for lr in lrs
     ]
