@@ -320,3 +320,22 @@ def test_reproduce_registry_points_at_functions():
         assert callable(getattr(importlib.import_module(module), function)), name
     with pytest.raises(SystemExit):
         reproduce.main(["no-such-result"])
+
+
+def test_common_run_checks_device_and_eval_schedule():
+    from bncourse.training.common import check_run, eval_steps, run_device
+
+    assert eval_steps(10, 4) == [0, 4, 8, 10] and eval_steps(8, 4) == [0, 4, 8] and eval_steps(0, 5) == [0]
+    with pytest.raises(ValueError, match="eval_every >= 1"):
+        eval_steps(10, 0)
+    check_run([RunConfig()], num_steps=1, batch_size=2, eval_every=1)  # the smallest valid run
+    with pytest.raises(ValueError, match="configs is empty"):
+        check_run([], 10, 8, 5)
+    with pytest.raises(ValueError, match="batch_size >= 2 .*got num_steps=10, eval_every=5, batch_size=1"):
+        check_run([RunConfig()], 10, 1, 5)
+    with pytest.raises(ValueError, match="num_steps and eval_every must be >= 1"):
+        check_run([RunConfig()], 0, 8, 5)
+    assert run_device("cpu", None) == (torch.device("cpu"), False)
+    assert run_device("cpu", False) == (torch.device("cpu"), False)
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        run_device("cpu", True)

@@ -31,6 +31,7 @@ from bncourse.metrics import accuracy
 from bncourse.models.critique import NETWORKS, DeepLinear, critique_mlp, critique_vgg, resample_noise
 from bncourse.result import Result, make_meta
 from bncourse.runtime import device_name, pick_device
+from bncourse.training.common import eval_steps
 
 __all__ = [
     "CRITIQUE_SCALES",
@@ -212,7 +213,7 @@ def train_measured(
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     idx = bdata.batch_indices(len(x_train), batch_size, num_steps, data_seed)
     probe_x = x_train[bdata.batch_indices(len(x_train), 256, 1, data_seed + 12345)[0]]
-    evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+    evals = eval_steps(num_steps, eval_every)
     measures = list(range(0, num_steps, measure_every))
     n_layers, n_mult = len(layer_groups(model)), len(multipliers)
     rec: dict[str, Any] = {

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from bncourse.data import batch_indices, images_to_tensor
 from bncourse.metrics import accuracy
-from bncourse.runtime import device_name, pick_device
+from bncourse.runtime import device_name
+from bncourse.training.common import check_run, eval_steps, run_device
 from bncourse.training.cuda_graphs import capture_steps
 
 __all__ = ["train_models"]
@@ -59,19 +60,13 @@ def train_models(
         ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over each interval, NaN at 0),
         ``models`` (the trained modules, in eval mode), ``device``, ``graph_used`` (K,) bools, ``wall_time_s``.
     """
-    if not configs:
-        raise ValueError("configs is empty")
-    if num_steps < 1 or eval_every < 1 or batch_size < 2:
-        raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2")
-    device = pick_device(device)
-    use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
-    if use_graph and device.type != "cuda":
-        raise ValueError("cuda_graph=True needs a CUDA device")
+    check_run(configs, num_steps, batch_size, eval_every)
+    device, use_graph = run_device(device, cuda_graph)
     started = time.perf_counter()
     xtr, xte = images_to_tensor(x_train, device), images_to_tensor(x_test[:eval_size], device)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
     yte = torch.as_tensor(np.asarray(y_test[:eval_size]), dtype=torch.long, device=device)
-    evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+    evals = eval_steps(num_steps, eval_every)
     acc = np.zeros((len(configs), len(evals)))
     loss = np.full((len(configs), len(evals)), np.nan)
     models, graph_used = [], []

@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from bncourse.data import batch_indices, flat_images
 from bncourse.models import MLP
-from bncourse.runtime import device_name, pick_device
+from bncourse.runtime import device_name
 from bncourse.training import mlp_step
+from bncourse.training.common import check_run, eval_steps, run_device
 from bncourse.training.cuda_graphs import capture_steps
 
 __all__ = ["BatchedMLP", "RunConfig", "stack_mlps", "train_mlps"]
@@ -201,18 +202,12 @@ def train_mlps(
         A dict of arrays: ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over the last
         interval, NaN at step 0), ``percentiles`` (K, E, 3), final ``weights``, plus ``wall_time_s``.
     """
-    if not configs:
-        raise ValueError("configs is empty: give at least one RunConfig")
-    if num_steps < 1 or batch_size < 2 or eval_every < 1:
-        raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2 (BN needs two values)")
+    check_run(configs, num_steps, batch_size, eval_every)
     if steps_per_graph < 1:
         raise ValueError(f"steps_per_graph must be >= 1; got {steps_per_graph}")
     if backward not in ("manual", "autograd"):
         raise ValueError(f"backward must be 'manual' or 'autograd'; got {backward!r}")
-    device = pick_device(device)
-    use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
-    if use_graph and device.type != "cuda":
-        raise ValueError("cuda_graph=True needs a CUDA device")
+    device, use_graph = run_device(device, cuda_graph)
     started = time.perf_counter()
     xtr, xte = flat_images(x_train, device, dtype), flat_images(x_test, device, dtype)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
@@ -272,7 +267,7 @@ def train_mlps(
             run_many = capture_steps(step, state, repeat=per_many, reset=[step_t.zero_])
 
     probe_x = xte[:probe_size]
-    evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+    evals = eval_steps(num_steps, eval_every)
     rec = {"steps": [], "test_acc": [], "train_loss": [], "percentiles": []}
     q = torch.tensor([0.15, 0.50, 0.85], device=device, dtype=dtype)
     last = 0
