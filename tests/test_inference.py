@@ -518,3 +518,18 @@ def test_recalibrate_check_mistakes_are_named(name):
     fn, pattern = WRONG_RECALS[name]
     with pytest.raises(AssertionError, match=pattern):
         check_recalibrate(fn)
+
+
+def test_bn_train_mode_switches_only_bn_and_restores_every_flag():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5), nn.BatchNorm1d(3), nn.Sequential(BatchNorm(3)))
+    model.train()
+    model[0].eval()  # a mixed start: the exact flags must come back
+    before = [m.training for m in model.modules()]
+    with norms.bn_train_mode(model) as bns:
+        assert bns == [model[2], model[3][0]]
+        assert [m.training for m in model.modules()] == [False, False, False, True, False, True]
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with norms.bn_train_mode(model):
+            raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == before

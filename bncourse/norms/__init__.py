@@ -34,7 +34,7 @@ from bncourse.norms.group import (
     rmsnorm_backward,
     rmsnorm_forward,
 )
-from bncourse.norms.recalibrate import bn_input_stats, recalibrate_bn, running_average, set_bn_stats
+from bncourse.norms.recalibrate import bn_input_stats, bn_train_mode, recalibrate_bn, running_average, set_bn_stats
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
 from bncourse.norms.sync import SyncBatchNorm
 
@@ -56,6 +56,7 @@ __all__ = [
     "batchnorm_forward",
     "bn_input_stats",
     "bn_layers",
+    "bn_train_mode",
     "fold_bn",
     "fold_bn_model",
     "groupnorm_backward",

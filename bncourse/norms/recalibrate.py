@@ -4,15 +4,17 @@
   convention, or ``momentum=None`` for a cumulative average) applied to a sequence of batch statistics.
 - :func:`bn_input_stats` and :func:`recalibrate_bn` - measure the population statistics of every BN
   layer's input over many batches, and write them into the running buffers (PreciseBN, Wu & Johnson 2021);
-  :func:`set_bn_stats` writes given statistics.
+  :func:`set_bn_stats` writes given statistics, and :func:`bn_train_mode` runs a model with only its BN
+  layers in training mode.
 
 Folding an eval-mode BN into the layer before it is in :mod:`bncourse.norms.folding`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,7 +22,7 @@ from torch import nn
 
 from bncourse.norms.batchnorm import bn_layers, reduce_axes
 
-__all__ = ["bn_input_stats", "recalibrate_bn", "running_average", "set_bn_stats"]
+__all__ = ["bn_input_stats", "bn_train_mode", "recalibrate_bn", "running_average", "set_bn_stats"]
 
 
 def running_average(values: np.ndarray, momentum: float | None, init: float | np.ndarray = 0.0) -> np.ndarray:
@@ -50,9 +52,32 @@ def running_average(values: np.ndarray, momentum: float | None, init: float | np
     return out
 
 
-def _inputs(batch) -> torch.Tensor:
-    """A batch is a tensor, or a tuple/list whose first item is the input (as ``swa_utils.update_bn``)."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+@contextlib.contextmanager
+def bn_train_mode(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """Within the block, ``model``'s BN layers are in training mode and every other module in eval mode.
+
+    What a pass that measures or updates BN statistics wants: each BN layer sees its batch statistics,
+    while dropout and the like are off (``model.train()`` would switch them on). Yields the BN layers
+    (:func:`~bncourse.norms.batchnorm.bn_layers`); every module's training flag is restored after the
+    block, also when it raises.
+    """
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        bns = bn_layers(model)
+        for bn in bns:
+            bn.train()
+        yield bns
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _run(model: nn.Module, batches: Iterable, num_batches: int | None) -> None:
+    """Forward the first ``num_batches`` batches: tensors, or tuples/lists whose first item is the input
+    (as ``swa_utils.update_bn``)."""
+    for batch in itertools.islice(batches, num_batches):
+        model(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
 
 @torch.no_grad()
@@ -94,19 +119,13 @@ def bn_input_stats(
 
     saved = {bn: (bn.running_mean.clone(), bn.running_var.clone()) for bn in bns if bn.running_mean is not None}
     counts = {bn: bn.num_batches_tracked.clone() for bn in bns if bn.num_batches_tracked is not None}
-    modes = {m: m.training for m in model.modules()}
     handles = [bn.register_forward_pre_hook(hook) for bn in bns]
     try:
-        model.eval()
-        for bn in bns:
-            bn.train()
-        for batch in itertools.islice(batches, num_batches):
-            model(_inputs(batch))
+        with bn_train_mode(model):
+            _run(model, batches, num_batches)
     finally:
         for h in handles:
             h.remove()
-        for m, mode in modes.items():
-            m.training = mode
         for bn, (mean, var) in saved.items():
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
@@ -162,20 +181,14 @@ def recalibrate_bn(
         return model
     if method != "cumulative":
         raise ValueError(f"method must be 'exact' or 'cumulative'; got {method!r}")
-    bns = bn_layers(model)
-    momenta = {bn: bn.momentum for bn in bns}
-    modes = {m: m.training for m in model.modules()}
+    momenta = {bn: bn.momentum for bn in bn_layers(model)}
     try:
-        model.eval()
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-            bn.train()
-        for batch in itertools.islice(batches, num_batches):
-            model(_inputs(batch))
+        with bn_train_mode(model) as bns:
+            for bn in bns:
+                bn.reset_running_stats()
+                bn.momentum = None
+            _run(model, batches, num_batches)
     finally:
         for bn, momentum in momenta.items():
             bn.momentum = momentum
-        for m, mode in modes.items():
-            m.training = mode
     return model
