@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from bncourse.argparsing import Parser, check_device, positive_int
-from bncourse.engine import RunConfig, train_mlps
 from bncourse.models import paper_mlp
 from bncourse.runtime import device_name, pick_device, synchronize
+from bncourse.training.mlp import RunConfig, train_mlps
 
 __all__ = ["main", "plain_loop_seconds", "engine_seconds"]
 

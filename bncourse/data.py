@@ -218,6 +218,12 @@ def load_dataset(
     return _make(key, "full", arrays, source, class_names)
 
 
+def as_dataset(dataset: str | Dataset) -> Dataset:
+    """What an experiment's ``dataset=`` argument accepts: a name is loaded (:func:`load_dataset`, default
+    options), a :class:`Dataset` (or any object with its fields) is used as it is."""
+    return load_dataset(dataset) if isinstance(dataset, str) else dataset
+
+
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The cache dir: ``root``, else ``$BNCOURSE_DATA``, else ``~/.cache/bncourse``."""
     return Path(root if root is not None else os.environ.get(ROOT_ENV) or DEFAULT_ROOT).expanduser()
@@ -250,7 +256,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def batch_indices(num_examples: int, batch_size: int, num_steps: int, data_seed: int) -> torch.Tensor:
     """The minibatch sequence: ``(num_steps, batch_size)`` indices drawn with replacement, seeded on the CPU.
 
-    Every trainer of the course (the MLP engine, :func:`bncourse.train.train_models`, the experiments' own
+    Every trainer of the course (the MLP engine, :func:`bncourse.training.loop.train_models`, the experiments' own
     loops) draws its batches from it, so a plain PyTorch loop that uses the same indices sees exactly the
     engine's batches.
     """

@@ -7,7 +7,7 @@ by something of order 1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -48,15 +48,7 @@ def eval_numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, h: 
     """
     _check_float(x)
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
-    for _ in it:
-        ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        fp = float(f(x))
-        x[ix] = old - h
-        fm = float(f(x))
-        x[ix] = old
+    for ix, fp, fm in _centred_values(f, x, h, float):
         grad[ix] = (fp - fm) / (2 * h)
     return grad
 
@@ -79,17 +71,27 @@ def eval_numerical_gradient_array(
     """
     _check_float(x)
     grad = np.zeros_like(x)
+    for ix, pos, neg in _centred_values(f, x, h, lambda out: np.array(out, dtype=np.float64, copy=True)):
+        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
+    return grad
+
+
+def _centred_values(f: Callable, x: np.ndarray, h: float, read: Callable) -> Iterator[tuple]:
+    """For each element ``ix`` of ``x``: ``(ix, read(f(x + h e_ix)), read(f(x - h e_ix)))``.
+
+    ``x`` is perturbed in place, one element at a time, and restored before the next one (``read`` must copy
+    what it keeps, since ``f`` may return a view of ``x``).
+    """
     it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
     for _ in it:
         ix = it.multi_index
         old = x[ix]
         x[ix] = old + h
-        pos = np.array(f(x), dtype=np.float64, copy=True)
+        pos = read(f(x))
         x[ix] = old - h
-        neg = np.array(f(x), dtype=np.float64, copy=True)
+        neg = read(f(x))
         x[ix] = old
-        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
-    return grad
+        yield ix, pos, neg
 
 
 def _check_float(x: np.ndarray) -> None:

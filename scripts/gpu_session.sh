@@ -38,11 +38,11 @@ want batchsize-full && ( t0=$(date +%s); timeout "${BATCHSIZE_LIMIT:-480}" pytho
     --workers $(( cpus > 3 ? cpus - 3 : 1 )) --out "$OUT/results" >"$OUT/batchsize.log" 2>&1
   echo "batchsize-full: exit $? after $(( $(date +%s) - t0 )) s" >>"$OUT/batchsize.log" ) &
 
-want tests && item 120 "cuda tests" python3 -m pytest -q -p no:cacheprovider --noconftest tests/test_engine.py -k "cuda or graph"
+want tests && item 120 "cuda tests" python3 -m pytest -q -p no:cacheprovider --noconftest tests/test_training.py -k "cuda or graph"
 want bench && item 120 "benchmark" python3 -m bncourse.bench --device cuda --steps 5000 --repeats 2
 want sweep64 && item 90 "engine sweep, 64 models x 50,000 steps" python3 - <<'EOF'
 import numpy as np, time
-from bncourse.engine import RunConfig, train_mlps
+from bncourse.training.mlp import RunConfig, train_mlps
 rng = np.random.default_rng(0)
 x, y = rng.integers(0, 256, (10_000, 784), dtype=np.uint8), rng.integers(0, 10, 10_000)
 cfgs = [RunConfig(lr=lr, norm=n, seed=s) for lr in (0.1, 0.5) for n in (None, "bn") for s in range(16)]
@@ -54,7 +54,7 @@ EOF
 want graph-timing && item 90 "Figure 1's three networks, 50,000 steps, by steps per graph" python3 - <<'EOF'
 import time
 from bncourse import data
-from bncourse.engine import train_mlps
+from bncourse.training.mlp import train_mlps
 from bncourse.experiments.figure1 import figure1_networks
 ds = data.load_dataset("mnist5k")
 cfgs = list(figure1_networks().values())

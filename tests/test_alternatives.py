@@ -23,7 +23,7 @@ from bncourse.checks.alternatives import (
 from bncourse.data import Dataset
 from bncourse.experiments import norms_compare as exp7
 from bncourse.gradcheck import eval_numerical_gradient_array, rel_error
-from bncourse.models import NORMS, LeNet, SmallVGG, make_norm
+from bncourse.models import NORMS, ConvNet3, LeNet, SmallVGG, make_norm
 from bncourse.norms.group import (
     instancenorm_backward,
     instancenorm_forward,
@@ -95,16 +95,16 @@ def _weights(net: nn.Module) -> list[torch.Tensor]:
 
 
 def test_convnet3_same_weights_for_every_norm():
-    ref = _weights(exp7.ConvNet3(norm=None, seed=3))
+    ref = _weights(ConvNet3(norm=None, seed=3))
     for norm in ("bn", "gn", "ln", "in"):
-        assert all(torch.equal(a, b) for a, b in zip(_weights(exp7.ConvNet3(norm=norm, seed=3)), ref, strict=True))
-    assert not torch.equal(_weights(exp7.ConvNet3(seed=4))[0], ref[0])
-    assert exp7.ConvNet3("gn")(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+        assert all(torch.equal(a, b) for a, b in zip(_weights(ConvNet3(norm=norm, seed=3)), ref, strict=True))
+    assert not torch.equal(_weights(ConvNet3(seed=4))[0], ref[0])
+    assert ConvNet3("gn")(torch.rand(2, 1, 28, 28)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("norm", ["gn", "ln", "in"])
 def test_batch_free_norms_do_not_mix_examples(norm):
-    net = exp7.ConvNet3(norm=norm, seed=0).double()
+    net = ConvNet3(norm=norm, seed=0).double()
     x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
     alone = net(x[:1])
     torch.testing.assert_close(net(x)[:1], alone)
@@ -113,7 +113,7 @@ def test_batch_free_norms_do_not_mix_examples(norm):
 
 
 def test_bn_mixes_examples():
-    net = exp7.ConvNet3(norm="bn", seed=0).double()
+    net = ConvNet3(norm="bn", seed=0).double()
     x = torch.rand(6, 1, 28, 28, dtype=torch.float64)
     assert (net(x)[:2] - net(x[:2])).abs().max() > 1e-6
 

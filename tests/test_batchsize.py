@@ -19,11 +19,11 @@ from bncourse.checks import batchsize as checks  # noqa: E402
 from bncourse.experiments import batchsize as exp_bs  # noqa: E402
 from bncourse.experiments import recurrent as exp_rnn  # noqa: E402
 from bncourse.experiments import syncbn as exp_sync  # noqa: E402
+from bncourse.models import ElmanRNN, RecurrentBatchNorm  # noqa: E402
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm  # noqa: E402
 from bncourse.plots import batchsize as plot_bs  # noqa: E402
 from bncourse.reproduce import RESULTS  # noqa: E402
 from bncourse.result import load_stored  # noqa: E402
-from bncourse.rnn import ElmanRNN, RecurrentBatchNorm  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- noise
 

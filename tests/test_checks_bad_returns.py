@@ -20,8 +20,7 @@ import pytest
 import torch
 
 import bncourse.checks as C
-from bncourse.inference import recalibrate_bn
-from bncourse.norms import batchnorm_backward, batchnorm_forward
+from bncourse.norms import batchnorm_backward, batchnorm_forward, recalibrate_bn
 from bncourse.norms.group import groupnorm_backward, groupnorm_forward, layernorm_forward
 
 

@@ -20,8 +20,8 @@ from bncourse.checks.covariate_shift import (
 )
 from bncourse.experiments import covariate as ecov
 from bncourse.experiments import critique as ecrit
-from bncourse.experiments import critique_nets as nets
 from bncourse.experiments import ladder as eladder
+from bncourse.models import critique as nets
 from bncourse.plots import covariate as pcov
 from bncourse.plots import critique as pcrit
 from bncourse.result import Result, load_stored
@@ -288,7 +288,7 @@ def test_same_init_across_networks_and_groups():
     convs = [[m.weight for m in net.modules() if isinstance(m, torch.nn.Conv2d)] for net in (a, b, c)]
     for wa, wb, wc in zip(*convs, strict=True):
         assert torch.equal(wa, wb) and torch.equal(wa, wc)
-    groups = nets.layer_groups(c)
+    groups = ecrit.layer_groups(c)
     assert len(groups) == 7 and all(len(g) == 4 for g in groups[:-1]) and len(groups[-1]) == 2
 
 
@@ -296,7 +296,7 @@ def test_measure_step_first_layer_and_no_side_effects():
     model = nets.DeepLinear(depth=4, width=8, in_features=8, out_features=8, norm="bn")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x, y = torch.randn(16, 8), torch.randn(16, 8)
-    out = nets.measure_step(model, x, y, torch.nn.functional.mse_loss, lr=0.1)
+    out = ecrit.measure_step(model, x, y, torch.nn.functional.mse_loss, lr=0.1)
     assert out["ics_cos"][0] == 1.0 and out["ics_l2"][0] == 0.0 and out["ics_l2"].shape == (4,)
     assert out["loss_along"].shape == (4,) and out["beta"] > 0
     for k, v in model.state_dict().items():
@@ -306,7 +306,7 @@ def test_measure_step_first_layer_and_no_side_effects():
 def test_measure_step_ics_is_zero_without_coupling():
     """A one-hidden-layer linear net with no update to layer 0 (lr 0 -> G' = G)."""
     model = nets.DeepLinear(depth=3, width=4, in_features=4, out_features=2)
-    out = nets.measure_step(model, torch.randn(8, 4), torch.randn(8, 2), torch.nn.functional.mse_loss, lr=0.0,
+    out = ecrit.measure_step(model, torch.randn(8, 4), torch.randn(8, 2), torch.nn.functional.mse_loss, lr=0.0,
                             multipliers=(1.0,))  # fmt: skip
     np.testing.assert_allclose(out["ics_cos"], 1.0, atol=1e-6)
     np.testing.assert_allclose(out["ics_l2"], 0.0, atol=1e-7)

@@ -572,14 +572,14 @@ def test_a_root_that_is_a_file_is_refused(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ from arrays to tensors
 
 
-def test_batch_indices_are_seeded_in_range_and_the_engine_uses_the_same_function():
-    from bncourse import engine
+def test_batch_indices_are_seeded_in_range_and_the_mlp_trainer_uses_the_same_function():
+    from bncourse.training import mlp
 
     idx = data.batch_indices(50, 8, 5, data_seed=3)
     assert idx.shape == (5, 8) and int(idx.min()) >= 0 and int(idx.max()) < 50
     assert torch.equal(idx, data.batch_indices(50, 8, 5, data_seed=3))
     assert not torch.equal(idx, data.batch_indices(50, 8, 5, data_seed=4))
-    assert engine.batch_indices is data.batch_indices
+    assert mlp.batch_indices is data.batch_indices
 
 
 def test_flat_images_scales_uint8_only_and_keeps_the_dtype_asked_for():
@@ -601,3 +601,11 @@ def test_images_to_tensor_channel_layouts():
     four = np.zeros((1, 5, 5, 4), dtype=np.uint8)  # 4 trailing values: channels first unless told otherwise
     assert data.images_to_tensor(four).shape == (1, 5, 5, 4)
     assert data.images_to_tensor(four, channels_last_input=True).shape == (1, 4, 5, 5)
+
+
+def test_as_dataset_loads_a_name_and_passes_a_dataset_through():
+    ds = data.as_dataset("digits")
+    assert isinstance(ds, data.Dataset) and ds.name == data.load_dataset("digits").name
+    assert data.as_dataset(ds) is ds
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        data.as_dataset("imagenet")

@@ -14,7 +14,7 @@ import torch
 from matplotlib import pyplot as plt
 from torch import nn
 
-from bncourse import inference
+from bncourse import norms
 from bncourse.checks.inference import check_fold_linear_bn, check_recalibrate, check_running_update
 from bncourse.data import load_dataset
 from bncourse.experiments import inference as exp4
@@ -40,7 +40,7 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial gamma, beta and running statistics for every BN layer (float64)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for bn in inference.bn_layers(model):
+        for bn in norms.bn_layers(model):
             if bn.weight is not None:
                 bn.weight.uniform_(0.5, 2.0, generator=g)
                 bn.bias.normal_(0.0, 1.0, generator=g)
@@ -50,7 +50,7 @@ def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _stats(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(bn.running_mean.clone(), bn.running_var.clone()) for bn in inference.bn_layers(model)]
+    return [(bn.running_mean.clone(), bn.running_var.clone()) for bn in norms.bn_layers(model)]
 
 
 # ------------------------------------------------------------------------------------------ running_average
@@ -68,10 +68,10 @@ def test_running_average_is_what_batchnorm_keeps(momentum):
         variances.append(bn.running_var.clone().numpy())
     bm = np.stack([x.mean(0).numpy() for x in xs])
     bv = np.stack([x.var(0, unbiased=True).numpy() for x in xs])
-    np.testing.assert_allclose(inference.running_average(bm, momentum, 0.0), np.stack(means), rtol=1e-12)
-    np.testing.assert_allclose(inference.running_average(bv, momentum, 1.0), np.stack(variances), rtol=1e-12)
+    np.testing.assert_allclose(norms.running_average(bm, momentum, 0.0), np.stack(means), rtol=1e-12)
+    np.testing.assert_allclose(norms.running_average(bv, momentum, 1.0), np.stack(variances), rtol=1e-12)
     with pytest.raises(ValueError, match="momentum"):
-        inference.running_average(bm, 1.5)
+        norms.running_average(bm, 1.5)
 
 
 # ------------------------------------------------------------------------------------------ fold_bn
@@ -86,7 +86,7 @@ def test_fold_linear_bn_equals_unfolded_float64(bn_cls, affine):
     x = torch.randn(11, 7, dtype=torch.float64)
     w0 = lin.weight.clone()
     with torch.no_grad():
-        folded = inference.fold_bn(lin, bn)
+        folded = norms.fold_bn(lin, bn)
         torch.testing.assert_close(folded(x), bn(lin(x)), rtol=1e-12, atol=1e-12)
     assert isinstance(folded, nn.Linear) and folded is not lin and torch.equal(lin.weight, w0)
 
@@ -99,7 +99,7 @@ def test_fold_conv2d_bn2d_equals_unfolded_float64(bias, kw):
     bn = _randomise(nn.Sequential(nn.BatchNorm2d(6).double()))[0]
     x = torch.randn(3, 4, 9, 9, dtype=torch.float64)
     with torch.no_grad():
-        folded = inference.fold_bn(conv, bn)
+        folded = norms.fold_bn(conv, bn)
         torch.testing.assert_close(folded(x), bn(conv(x)), rtol=1e-12, atol=1e-12)
     assert folded.bias is not None and folded.stride == conv.stride and folded.groups == conv.groups
     assert conv.bias is None if not bias else conv.bias is not None  # the original is untouched
@@ -113,10 +113,10 @@ def test_fold_bn_model_lenet_and_mlp_float64():
     _randomise(lenet)
     x = torch.rand(4, 1, 28, 28, dtype=torch.float64)
     before = copy.deepcopy(lenet.state_dict())
-    folded = inference.fold_bn_model(lenet)
+    folded = norms.fold_bn_model(lenet)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), lenet(x), rtol=1e-10, atol=1e-12)
-    assert not inference.bn_layers(folded) and len(inference.bn_layers(lenet)) == 4
+    assert not norms.bn_layers(folded) and len(norms.bn_layers(lenet)) == 4
     assert all(torch.equal(v, lenet.state_dict()[k]) for k, v in before.items())
     assert sum(isinstance(m, nn.Identity) for m in folded.modules()) == 4 and not folded.training
 
@@ -124,13 +124,13 @@ def test_fold_bn_model_lenet_and_mlp_float64():
 def test_fold_bn_errors():
     bn = nn.BatchNorm1d(4)
     with pytest.raises(TypeError, match="Linear"):
-        inference.fold_bn(nn.ConvTranspose2d(3, 4, 3), nn.BatchNorm2d(4))
+        norms.fold_bn(nn.ConvTranspose2d(3, 4, 3), nn.BatchNorm2d(4))
     with pytest.raises(TypeError, match="BatchNorm"):
-        inference.fold_bn(nn.Linear(3, 4), nn.LayerNorm(4))
+        norms.fold_bn(nn.Linear(3, 4), nn.LayerNorm(4))
     with pytest.raises(ValueError, match="4 channels"):
-        inference.fold_bn(nn.Linear(3, 5), bn)
+        norms.fold_bn(nn.Linear(3, 5), bn)
     with pytest.raises(ValueError, match="track_running_stats"):
-        inference.fold_bn(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False))
+        norms.fold_bn(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False))
 
 
 # ------------------------------------------------------------------------------------------ recalibration
@@ -146,7 +146,7 @@ def test_recalibration_equals_population_statistics():
     model = _randomise(nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3)).double())
     x = _data()
     batches = list(x.split(16))  # unequal sizes: 16, 16, 16, 16, 6
-    inference.recalibrate_bn(model, batches)
+    norms.recalibrate_bn(model, batches)
     with torch.no_grad():
         z = model[0](x)
     bn = model[1]
@@ -161,7 +161,7 @@ def test_recalibration_deeper_layers_use_train_mode_upstream():
         nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 4), nn.BatchNorm1d(4)).double()
     )
     batches = list(_data(64).split(16))
-    stats = inference.bn_input_stats(model, batches)
+    stats = norms.bn_input_stats(model, batches)
     with torch.no_grad():
         z2 = torch.cat([model[3](model[2](nn.functional.batch_norm(
             model[0](b), None, None, model[1].weight, model[1].bias, training=True))) for b in batches])  # fmt: skip
@@ -177,7 +177,7 @@ def test_cumulative_recalibration_equals_swa_update_bn_and_restores_state():
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(4, 2, 6, 6, generator=g, dtype=torch.float64), None) for _ in range(5)]  # (x, y)
     params = [p.clone() for p in model.parameters()]
-    ours = inference.recalibrate_bn(copy.deepcopy(model), batches, method="cumulative")
+    ours = norms.recalibrate_bn(copy.deepcopy(model), batches, method="cumulative")
     ref = copy.deepcopy(model)
     torch.optim.swa_utils.update_bn(batches, ref)
     for (m1, v1), (m2, v2) in zip(_stats(ours), _stats(ref), strict=True):
@@ -185,22 +185,22 @@ def test_cumulative_recalibration_equals_swa_update_bn_and_restores_state():
         torch.testing.assert_close(v1, v2)
     assert ours.training and ours[1].momentum == 0.3
     assert all(torch.equal(p, q) for p, q in zip(params, ours.parameters(), strict=True))
-    first = inference.recalibrate_bn(copy.deepcopy(model), batches, num_batches=1)
-    torch.testing.assert_close(first[1].running_mean, inference.bn_input_stats(model, batches[:1])[0][0])
+    first = norms.recalibrate_bn(copy.deepcopy(model), batches, num_batches=1)
+    torch.testing.assert_close(first[1].running_mean, norms.bn_input_stats(model, batches[:1])[0][0])
     with pytest.raises(ValueError, match="method"):
-        inference.recalibrate_bn(model, batches, method="ema")
+        norms.recalibrate_bn(model, batches, method="ema")
 
 
 def test_bn_input_stats_changes_nothing():
     model = _randomise(nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Dropout(0.5), nn.Linear(4, 2)).double())
     model[2].train()  # mixed modes are restored as they were
     before, count = _stats(model), model[1].num_batches_tracked.clone()
-    inference.bn_input_stats(model, list(_data().split(10)))
+    norms.bn_input_stats(model, list(_data().split(10)))
     after = _stats(model)
     assert all(torch.equal(a, b) for pair in zip(before, after, strict=True) for a, b in zip(*pair, strict=True))
     assert torch.equal(model[1].num_batches_tracked, count) and model[2].training and not model[1].training
     with pytest.raises(ValueError, match="no BatchNorm"):
-        inference.bn_input_stats(nn.Linear(2, 2), [torch.zeros(3, 2)])
+        norms.bn_input_stats(nn.Linear(2, 2), [torch.zeros(3, 2)])
 
 
 # ------------------------------------------------------------------------------------------ experiments
@@ -278,9 +278,16 @@ def test_practice_experiments_leave_the_model_alone(tracked, tmp_path):
 def test_set_bn_stats(tracked):
     _, model, _ = tracked
     m = copy.deepcopy(model)
-    widths = [bn.num_features for bn in inference.bn_layers(m)]
-    exp4.set_bn_stats(m, [np.full(w, 2.0) for w in widths], [np.full(w, 3.0) for w in widths])
-    assert all(float(bn.running_mean[0]) == 2.0 and float(bn.running_var[-1]) == 3.0 for bn in inference.bn_layers(m))
+    widths = [bn.num_features for bn in norms.bn_layers(m)]
+    norms.set_bn_stats(m, [np.full(w, 2.0) for w in widths], [np.full(w, 3.0) for w in widths])
+    assert all(float(bn.running_mean[0]) == 2.0 and float(bn.running_var[-1]) == 3.0 for bn in norms.bn_layers(m))
+    norms.set_bn_stats(m, [torch.full((w,), 4.0, dtype=torch.float64) for w in widths], [[5.0] * w for w in widths])
+    assert all(float(bn.running_mean[0]) == 4.0 and float(bn.running_var[-1]) == 5.0 for bn in norms.bn_layers(m))
+    with pytest.raises(ValueError, match=f"has {len(widths)} BN layers; got 1 means"):
+        norms.set_bn_stats(m, [np.zeros(widths[0])], [np.ones(widths[0])])
+    untracked = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3, track_running_stats=False))
+    with pytest.raises(ValueError, match="no running statistics"):
+        norms.set_bn_stats(untracked, [np.zeros(3)], [np.ones(3)])
 
 
 # ------------------------------------------------------------------------------------------ plots and widget
@@ -380,7 +387,7 @@ def fold_numpy(w, b, gamma, beta, rm, rv, eps):
 
 
 def fold_via_module(w, b, gamma, beta, rm, rv, eps):
-    """Through bncourse.inference.fold_bn, returning tensors in float32."""
+    """Through bncourse.norms.fold_bn, returning tensors in float32."""
     lin = nn.Linear(w.shape[1], w.shape[0])
     bn = nn.BatchNorm1d(w.shape[0], eps=eps)
     with torch.no_grad():
@@ -388,7 +395,7 @@ def fold_via_module(w, b, gamma, beta, rm, rv, eps):
             p.copy_(torch.as_tensor(v))
         bn.running_mean.copy_(torch.as_tensor(rm))
         bn.running_var.copy_(torch.as_tensor(rv))
-    folded = inference.fold_bn(lin, bn)
+    folded = norms.fold_bn(lin, bn)
     return folded.weight, folded.bias
 
 
@@ -440,11 +447,11 @@ def recal_swa(model, batches):
 
 
 def recal_pooled(model, batches):
-    inference.recalibrate_bn(model, batches).eval()
+    norms.recalibrate_bn(model, batches).eval()
 
 
 def recal_manual(model, batches, whole_model_train=False):
-    bns = inference.bn_layers(model)
+    bns = norms.bn_layers(model)
     momenta = [bn.momentum for bn in bns]
     model.train(whole_model_train)  # only the BN layers in train mode: dropout stays off
     for bn in bns:
@@ -467,7 +474,7 @@ def test_recalibrate_check_correct_passes(fn, capsys):
 
 def _recal_with(reset=True, momentum=None, train=True, restore=True, evaluate=True, first_only=False, step=False):
     def recal(model, batches):
-        bns = inference.bn_layers(model)
+        bns = norms.bn_layers(model)
         momenta = [bn.momentum for bn in bns]
         for bn in bns:
             if reset:
@@ -511,3 +518,18 @@ def test_recalibrate_check_mistakes_are_named(name):
     fn, pattern = WRONG_RECALS[name]
     with pytest.raises(AssertionError, match=pattern):
         check_recalibrate(fn)
+
+
+def test_bn_train_mode_switches_only_bn_and_restores_every_flag():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5), nn.BatchNorm1d(3), nn.Sequential(BatchNorm(3)))
+    model.train()
+    model[0].eval()  # a mixed start: the exact flags must come back
+    before = [m.training for m in model.modules()]
+    with norms.bn_train_mode(model) as bns:
+        assert bns == [model[2], model[3][0]]
+        assert [m.training for m in model.modules()] == [False, False, False, True, False, True]
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError, match="inside"):
+        with norms.bn_train_mode(model):
+            raise RuntimeError("inside")
+    assert [m.training for m in model.modules()] == before

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, rel_err, tol_for, verdict
-from bncourse.inference import bn_layers, recalibrate_bn
+from bncourse.norms import bn_layers, recalibrate_bn
 
 __all__ = ["check_fold_linear_bn", "check_recalibrate", "check_running_update"]
 

@@ -24,10 +24,10 @@ from bncourse.experiments.algorithm import sample_inputs
 from bncourse.metrics import accuracy
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
-from bncourse.parallel import default_workers, run_jobs
 from bncourse.result import Result, make_meta
 from bncourse.runtime import cpu_threads
-from bncourse.train import train_models
+from bncourse.training.loop import train_models
+from bncourse.training.pool import default_workers, run_jobs
 
 __all__ = [
     "BATCH_SIZES",
@@ -47,7 +47,7 @@ GHOST_STEP_BATCH = 32  # Ghost BN in the sweep: SGD batches of 32, split into gh
 SWEEP_NORMS = ("none", "bn", "ghost", "brn", "ln")
 BATCHSIZE_SCALES = {
     # stored: one epoch's worth of examples at every batch size, 3 seeds, and the unnormalised baseline
-    # (75 runs, 0.9 million small steps: minutes on 16 CPU processes, see bncourse.parallel)
+    # (75 runs, 0.9 million small steps: minutes on 16 CPU processes, see bncourse.training.pool)
     "full": {"num_examples": 60_000, "seeds": (0, 1, 2), "norms": SWEEP_NORMS},
     # the book's live CPU build: 8,000 examples per run, one seed
     "reduced": {"num_examples": 8_000, "seeds": (0,), "norms": ("bn", "ghost", "brn", "ln")},
@@ -200,7 +200,7 @@ def batchsize_sweep(
         lr, momentum: SGD at batch 32 (scaled linearly with the step's batch size).
         device: default CUDA when available.
         progress: show progress bars.
-        workers: processes running the runs side by side (:func:`bncourse.parallel.run_jobs`, one thread
+        workers: processes running the runs side by side (:func:`bncourse.training.pool.run_jobs`, one thread
             each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
 
     Returns:
@@ -258,7 +258,7 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
                dataset, device: str) -> tuple[str, float, float, float]:  # fmt: skip
     """One run of :func:`batchsize_sweep` (a worker's job): ``(device name, test accuracy, train loss, BN's
     accuracy with test batches of b)``; the last is NaN except for ``"bn"``."""
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     steps = max(1, num_examples // step_batch)
     cfg = {"norm": norm, "b": b, "seed": seed, "lr": lr * step_batch / 32, "momentum": momentum, "data_seed": seed}
     out = train_models(

@@ -19,7 +19,7 @@ from bncourse import data as bdata
 from bncourse.models import LeNet
 from bncourse.norms import batchnorm_forward
 from bncourse.result import Result, make_meta
-from bncourse.train import train_models
+from bncourse.training.loop import train_models
 
 __all__ = [
     "LENET_SCALES",
@@ -54,10 +54,6 @@ LENET_SCALES: dict[str, dict[str, Any]] = {
     },
 }
 _STATS_IMAGES = 2000  # test images used for the per-channel statistics of a trained model
-
-
-def _dataset(dataset: str | bdata.Dataset) -> bdata.Dataset:
-    return bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
 
 
 def _per_pixel_bn(x: np.ndarray, eps: float) -> np.ndarray:
@@ -227,7 +223,7 @@ def lenet_sweep(
     cfg = dict(LENET_SCALES[scale]) | {k: v for k, v in over.items() if v is not None}
     if eval_size != -1:
         cfg["eval_size"] = eval_size
-    ds = _dataset(dataset)
+    ds = bdata.as_dataset(dataset)
     runs = [{"lr": lr, "seed": s, "data_seed": s, "norm": n} for lr in cfg["lrs"] for s in cfg["seeds"] for n in norms]
 
     def make(c: dict[str, Any]) -> LeNet:

@@ -135,7 +135,7 @@ def saturation_run(
         probe images, training mode).
     """
     started = time.perf_counter()
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     xtr, xte = bdata.flat_images(ds.x_train), bdata.flat_images(ds.x_test)  # (N, 784) float32 in [0, 1]
     ytr, yte = torch.as_tensor(ds.y_train), torch.as_tensor(ds.y_test)
     idx = bdata.batch_indices(len(xtr), batch_size, num_steps, seed)

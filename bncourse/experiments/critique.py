@@ -5,39 +5,40 @@
 - :func:`deep_linear_run` - the same measurements on a deep linear network with and without BN;
 - :func:`santurkar_vgg_full`, :func:`santurkar_dln_full` - the GPU-scale runs, stored by
   ``python -m bncourse.reproduce santurkar-vgg-full`` (and ``santurkar-dln-full``);
+- :func:`layer_groups` - a network's parameters grouped by layer (a linear/conv layer and the BN after it);
+- :func:`measure_step` - at one training step: the ICS of every layer (the change of its gradient when the
+  layers before it take their step) and the landscape along the gradient (loss range, gradient
+  predictiveness, effective beta-smoothness). It uses ``torch.func.functional_call`` on copies of the
+  parameters and buffers, so it never changes the model it measures.
 
-The networks and the measurements themselves are in :mod:`bncourse.experiments.critique_nets`.
+The networks are in :mod:`bncourse.models.critique`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from bncourse import data as bdata
-from bncourse.experiments.critique_nets import (
-    NETWORKS,
-    DeepLinear,
-    critique_mlp,
-    critique_vgg,
-    layer_groups,
-    measure_step,
-    resample_noise,
-)
 from bncourse.metrics import accuracy
+from bncourse.models.critique import NETWORKS, DeepLinear, critique_mlp, critique_vgg, resample_noise
 from bncourse.result import Result, make_meta
 from bncourse.runtime import device_name, pick_device
+from bncourse.training.common import eval_steps
 
 __all__ = [
     "CRITIQUE_SCALES",
     "critique_run",
     "deep_linear_run",
+    "layer_groups",
+    "measure_step",
     "santurkar_dln_full",
     "santurkar_vgg_full",
     "train_measured",
@@ -49,6 +50,101 @@ CRITIQUE_SCALES: dict[str, dict[str, Any]] = {
     # GPU scale: Santurkar et al.'s batch 128 and lr 0.1, a wider VGG, ~13 epochs of CIFAR-10
     "full": {"widths": (64, 128, 256), "num_steps": 5000, "measure_every": 100, "eval_every": 250, "eval_size": None},
 }
+
+
+def layer_groups(model: nn.Module) -> list[list[str]]:
+    """Parameter names grouped by layer, in forward order: each conv/linear layer with the BN after it.
+
+    Returns:
+        One list of parameter names (as in ``model.named_parameters()``) per layer.
+    """
+    groups: list[list[str]] = []
+    for name, module in model.named_modules():
+        direct = [f"{name}.{p}" if name else p for p, _ in module.named_parameters(recurse=False)]
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            groups.append(direct)
+        elif direct and groups:  # a norm layer's gamma and beta belong to the layer before it
+            groups[-1].extend(direct)
+    return groups
+
+
+def _grads(model, params, buffers, x, y, loss_fn) -> tuple[float, dict[str, torch.Tensor]]:
+    """Loss and gradient at ``params`` (a dict of tensors), on copies of the buffers."""
+    p = {k: v.detach().requires_grad_() for k, v in params.items()}
+    b = {k: v.clone() for k, v in buffers.items()}
+    loss = loss_fn(functional_call(model, {**p, **b}, (x,)), y)
+    g = torch.autograd.grad(loss, list(p.values()))
+    return loss.item(), dict(zip(p, g, strict=True))
+
+
+def _flat(g: dict[str, torch.Tensor], names: Sequence[str]) -> torch.Tensor:
+    return torch.cat([g[n].reshape(-1) for n in names])
+
+
+def measure_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    lr: float,
+    multipliers: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+) -> dict[str, np.ndarray]:
+    """ICS and the landscape along the gradient at the current parameters, on one batch ``(x, y)``.
+
+    ICS (Santurkar et al., Definition 2.1): for layer ``i``, ``G`` is its gradient now and ``G'`` its gradient
+    after the layers before it took their SGD step ``W <- W - lr * grad`` (its own and later layers unchanged).
+    Landscape: for ``eta = lr * c``, ``c`` in ``multipliers``, the loss and gradient at ``W - eta * grad``.
+
+    Args:
+        model: the network, in training mode (BN with batch statistics; the current noise of a noisy BN).
+        x, y: the batch.
+        loss_fn: e.g. ``torch.nn.functional.cross_entropy``.
+        lr: the learning rate of the step.
+        multipliers: step sizes along the gradient, in units of ``lr``.
+
+    Returns:
+        ``ics_l2`` and ``ics_cos`` ``(L,)`` (``||G - G'||`` and ``cos(G, G')`` per layer; layer 0 has no layers
+        before it: 0 and 1), ``grad_norm`` ``(L,)`` (``||G||``), ``loss`` (scalar), ``loss_along`` ``(M,)``,
+        ``grad_change`` ``(M,)`` (``||grad(W - eta g) - grad(W)||``) and ``beta`` (scalar: the largest
+        ``grad_change / ||eta g||``, the effective beta-smoothness).
+    """
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+    buffers = {k: v for k, v in model.named_buffers()}
+    groups = layer_groups(model)
+    loss, g = _grads(model, params, buffers, x, y, loss_fn)
+    stepped = {k: params[k] - lr * g[k] for k in params}
+    l2, cos, norm = [], [], []
+    for i, group in enumerate(groups):
+        gi = _flat(g, group)
+        norm.append(float(gi.norm()))
+        if i == 0:
+            l2.append(0.0)
+            cos.append(1.0)
+            continue
+        before = {n for grp in groups[:i] for n in grp}
+        mixed = {k: (stepped[k] if k in before else params[k]) for k in params}
+        gi2 = _flat(_grads(model, mixed, buffers, x, y, loss_fn)[1], group)
+        l2.append(float((gi - gi2).norm()))
+        cos.append(float(torch.dot(gi, gi2) / (gi.norm() * gi2.norm() + 1e-30)))
+    g_all = _flat(g, list(params))
+    along, change, beta = [], [], 0.0
+    for c in multipliers:
+        eta = lr * c
+        moved = {k: params[k] - eta * g[k] for k in params}
+        loss_c, g_c = _grads(model, moved, buffers, x, y, loss_fn)
+        diff = float((_flat(g_c, list(params)) - g_all).norm())
+        along.append(loss_c)
+        change.append(diff)
+        beta = max(beta, diff / (eta * float(g_all.norm()) + 1e-30))
+    return {
+        "ics_l2": np.array(l2),
+        "ics_cos": np.array(cos),
+        "grad_norm": np.array(norm),
+        "loss": np.array(loss),
+        "loss_along": np.array(along),
+        "grad_change": np.array(change),
+        "beta": np.array(beta),
+    }
 
 
 def _probe_percentiles(model: nn.Module, probe: str, x: torch.Tensor) -> np.ndarray:
@@ -93,7 +189,7 @@ def train_measured(
 ) -> dict[str, np.ndarray]:
     """Train ``model`` with plain SGD and measure ICS and the landscape every ``measure_every`` steps.
 
-    At a measurement step the measurements (:func:`~bncourse.experiments.critique_nets.measure_step`) use the
+    At a measurement step the measurements (:func:`measure_step`) use the
     batch and the noise of that step, before its update. Training stops early when the loss is not finite.
 
     Args:
@@ -117,7 +213,7 @@ def train_measured(
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     idx = bdata.batch_indices(len(x_train), batch_size, num_steps, data_seed)
     probe_x = x_train[bdata.batch_indices(len(x_train), 256, 1, data_seed + 12345)[0]]
-    evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+    evals = eval_steps(num_steps, eval_every)
     measures = list(range(0, num_steps, measure_every))
     n_layers, n_mult = len(layer_groups(model)), len(multipliers)
     rec: dict[str, Any] = {
@@ -158,7 +254,7 @@ def train_measured(
 
 
 def _image_data(dataset: str | bdata.Dataset, device: torch.device, flatten: bool, eval_size: int | None):
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     xtr, xte = bdata.images_to_tensor(ds.x_train, device), bdata.images_to_tensor(ds.x_test[:eval_size], device)
     if flatten:
         xtr, xte = xtr.flatten(1), xte.flatten(1)

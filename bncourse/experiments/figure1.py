@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from bncourse import data as bdata
-from bncourse.engine import RunConfig, train_mlps
 from bncourse.result import Result, make_meta
+from bncourse.training.mlp import RunConfig, train_mlps
 
 __all__ = ["FIGURE1_SCALES", "figure1", "figure1_full", "figure1_networks"]
 
@@ -45,7 +45,7 @@ def figure1(
 ) -> Result:
     """The BN paper's Figure 1: test accuracy and a last-hidden-layer sigmoid input's 15/50/85th percentiles.
 
-    Trains the three networks of :func:`figure1_networks` at once with :func:`bncourse.engine.train_mlps`
+    Trains the three networks of :func:`figure1_networks` at once with :func:`bncourse.training.mlp.train_mlps`
     (784-100-100-100-10 sigmoid, batch 60, SGD). Full MNIST when it can be loaded, else the 5,000-image
     MNIST subset, which is then said in the printed line and in ``meta["data"]``.
 

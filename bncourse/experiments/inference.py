@@ -21,10 +21,9 @@ from torch import nn
 from bncourse import data as bdata
 from bncourse.data import batch_indices, flat_images
 from bncourse.experiments.algorithm import sample_inputs
-from bncourse.inference import bn_input_stats, bn_layers, recalibrate_bn, running_average
 from bncourse.metrics import accuracy
 from bncourse.models import paper_mlp
-from bncourse.norms import reduce_axes
+from bncourse.norms import bn_input_stats, bn_layers, recalibrate_bn, reduce_axes, running_average, set_bn_stats
 from bncourse.result import Result, make_meta
 
 # accuracy (bncourse.metrics) and flat_images (bncourse.data) are re-exported: the chapter calls them from here
@@ -34,17 +33,8 @@ __all__ = [
     "flat_images",
     "recalibration_samples",
     "running_stats",
-    "set_bn_stats",
     "stat_tracking",
 ]
-
-
-@torch.no_grad()
-def set_bn_stats(model: nn.Module, means, variances) -> None:
-    """Write per-layer running means and variances (lists of ``(C,)`` arrays) into the BN layers of ``model``."""
-    for bn, mu, var in zip(bn_layers(model), means, variances, strict=True):
-        bn.running_mean.copy_(torch.as_tensor(np.asarray(mu)))
-        bn.running_var.copy_(torch.as_tensor(np.asarray(var)))
 
 
 def batch_variance_bias(
@@ -219,7 +209,7 @@ def recalibration_samples(
     batch_size: int = 64,
     seeds: tuple[int, ...] = (0, 1, 2),
 ) -> Result:
-    """Test accuracy after :func:`~bncourse.inference.recalibrate_bn` on N random training examples.
+    """Test accuracy after :func:`~bncourse.norms.recalibrate.recalibrate_bn` on N random training examples.
 
     Returns:
         A result with ``acc_before`` (the model's own statistics), ``sample_sizes`` and ``test_acc``

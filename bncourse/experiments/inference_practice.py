@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bncourse import data as bdata
-from bncourse.inference import bn_layers, fold_bn_model, recalibrate_bn
 from bncourse.metrics import accuracy
+from bncourse.norms import bn_layers, fold_bn_model, recalibrate_bn
 from bncourse.result import Result, make_meta
 from bncourse.runtime import best_time
 

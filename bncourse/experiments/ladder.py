@@ -17,7 +17,7 @@ import numpy as np
 from bncourse import data as bdata
 from bncourse.models import LeNet, SmallVGG
 from bncourse.result import Result, make_meta
-from bncourse.train import train_models
+from bncourse.training.loop import train_models
 
 __all__ = ["LADDER", "LADDER_SCALES", "lr_ladder", "lr_ladder_full", "steps_to_reach"]
 

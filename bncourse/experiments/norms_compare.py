@@ -17,21 +17,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from bncourse import data as bdata
 from bncourse import runtime
 from bncourse.metrics import accuracy
-from bncourse.models import make_norm
-from bncourse.parallel import default_workers, run_jobs
+from bncourse.models import ConvNet3, make_norm
 from bncourse.result import Result, make_meta
-from bncourse.train import train_models
+from bncourse.training.loop import train_models
+from bncourse.training.pool import default_workers, run_jobs
 
 __all__ = [
     "GN_PAPER",
     "NORM_LABELS",
     "NORMS_SCALES",
-    "ConvNet3",
     "accuracy_grid",
     "accuracy_table",
     "norms_batchsize",
@@ -67,40 +65,6 @@ GN_PAPER: dict[str, dict[int, float]] = {
     "ln": {32: 25.3},
     "in": {32: 28.4},
 }
-
-
-class ConvNet3(nn.Module):
-    """Three ``conv3x3 -> [norm] -> ReLU -> maxpool`` blocks and a linear classifier; every norm is on a conv.
-
-    ``(N, 1, 28, 28) -> (N, w1, 14, 14) -> (N, w2, 7, 7) -> (N, w3, 3, 3) -> (N, classes)``. The same ``seed``
-    gives the same conv and linear weights for every ``norm`` (PyTorch's default init), so runs differ only
-    in the normalisation layer (:func:`bncourse.models.make_norm`: ``None``, ``"bn"``, ``"gn"``, ``"ln"``, ``"in"``).
-    """
-
-    def __init__(
-        self,
-        norm: str | None = None,
-        widths: tuple[int, int, int] = (16, 32, 64),
-        in_channels: int = 1,
-        num_classes: int = 10,
-        image_size: int = 28,
-        seed: int = 0,
-    ) -> None:
-        super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            layers: list[nn.Module] = []
-            c = in_channels
-            for w in widths:
-                layers += [nn.Conv2d(c, w, 3, padding=1), make_norm(norm, w), nn.ReLU(), nn.MaxPool2d(2)]
-                c = w
-            s = image_size // 2 ** len(widths)
-            self.features = nn.Sequential(*layers)
-            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c * s * s, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, C, H, W)`` -> ``(N, classes)`` logits."""
-        return self.classifier(self.features(x))
 
 
 def _model(cfg: dict[str, Any], ds: bdata.Dataset) -> ConvNet3:
@@ -166,7 +130,7 @@ def norms_batchsize(
         device: default CUDA when available.
         cpu_threads: torch CPU threads during the run (restored after); None leaves the setting alone.
         progress: show progress bars.
-        workers: processes running the runs side by side (:func:`bncourse.parallel.run_jobs`, one thread
+        workers: processes running the runs side by side (:func:`bncourse.training.pool.run_jobs`, one thread
             each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
 
     Returns:
@@ -186,7 +150,7 @@ def norms_batchsize(
         cfg["eval_size"] = eval_size
     if min(cfg["batch_sizes"]) < 2 or cfg["num_examples"] < 2 * max(cfg["batch_sizes"]):
         raise ValueError("batch sizes must be >= 2 and num_examples at least two batches of the largest size")
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     rows: dict[str, list] = {k: [] for k in ("norm", "batch_size", "seed", "lr", "num_steps", "test_acc",
                                              "train_loss", "wall_time_s")}  # fmt: skip
     device = runtime.pick_device(device)
@@ -227,7 +191,7 @@ def norms_batchsize(
 def _norms_run(run: dict, b: int, steps: int, dataset, n_test: int, device: str) -> tuple[str, tuple]:
     """One run of :func:`norms_batchsize` (a worker's job): ``(device name, row values)``."""
     t0 = time.perf_counter()
-    ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
+    ds = bdata.as_dataset(dataset)
     out = train_models(  # its periodic test is skipped (1 image); the test below runs once, at the end
         lambda c: _model(c, ds), [run], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
         batch_size=b, eval_every=steps, eval_size=1, device=device, progress=False,

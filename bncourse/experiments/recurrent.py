@@ -12,8 +12,8 @@ import torch.nn.functional as F
 
 from bncourse import data as bdata
 from bncourse.metrics import accuracy
+from bncourse.models import ElmanRNN
 from bncourse.result import Result, make_meta
-from bncourse.rnn import ElmanRNN
 from bncourse.runtime import cpu_threads
 
 __all__ = ["RNN_VARIANTS", "recurrent_bn", "saved_bytes"]

@@ -43,10 +43,6 @@ THROUGHPUT_SCALES: dict[str, dict[str, Any]] = {
 _MLP_LAYERS = (torch.nn.Linear, torch.nn.Identity, torch.nn.Sigmoid, torch.nn.ReLU, torch.nn.Tanh)
 
 
-def _dataset(dataset: str | bdata.Dataset) -> bdata.Dataset:
-    return bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
-
-
 def fit_slope(x: np.ndarray, y: np.ndarray) -> float:
     """Least-squares slope of ``log y`` against ``log x`` (the exponent of a power law ``y ~ x**slope``)."""
     return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
@@ -175,7 +171,7 @@ def gradient_noise(
         ``grad_sq_norm`` (``||g||^2``) and ``num_params``.
     """
     started = time.perf_counter()
-    ds = _dataset(dataset)
+    ds = bdata.as_dataset(dataset)
     if max(batch_sizes) > population:
         raise ValueError(f"batch sizes must be at most the population {population}; got {max(batch_sizes)}")
     rng = np.random.default_rng(seed)

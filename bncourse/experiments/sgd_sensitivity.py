@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from bncourse import data as bdata
-from bncourse.engine import RunConfig, train_mlps
 from bncourse.models import MLP
 from bncourse.result import Result, make_meta
+from bncourse.training.mlp import RunConfig, train_mlps
 
 __all__ = [
     "LOSS_MARGIN",
@@ -37,10 +37,6 @@ STALL_ACC = 0.2  # a run whose test accuracy stays below this (twice chance for 
 RESOLUTION = 1e-14  # relative changes below this are float64 rounding noise (a few units of 2.2e-16 summed)
 LOSS_MARGIN = 0.1  # ... and it has diverged if its loss ends more than this above the chance loss ln(C)
 SATURATED = 4.0  # |z| beyond this: sigmoid'(z) < 0.018, a flat sigmoid
-
-
-def _dataset(dataset: str | bdata.Dataset) -> bdata.Dataset:
-    return bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
 
 
 def _preactivations(layers: list[torch.nn.Linear], x: torch.Tensor) -> list[torch.Tensor]:
@@ -85,7 +81,7 @@ def amplification(
         beyond :data:`SATURATED` in absolute value, where the sigmoid's slope is below 0.018.
     """
     started = time.perf_counter()
-    ds = _dataset(dataset)
+    ds = bdata.as_dataset(dataset)
     x = bdata.flat_images(ds.x_test[:num_examples], dtype=torch.float64)  # (N, 784)
     sizes = (x.shape[1],) + (width,) * depth + (ds.num_classes,)
     gains = np.zeros((len(init_stds), num_directions, depth))
@@ -153,7 +149,7 @@ def lr_init_sweep(
     """Train the paper's MLP (784-100-100-100-10 sigmoid, Gaussian init) over a grid, all at a fixed budget.
 
     For each batch size the ``len(lrs) * len(init_stds)`` models train together in one engine run
-    (:func:`bncourse.engine.train_mlps`), on the same minibatches (``data_seed = seed``), with the same
+    (:func:`bncourse.training.mlp.train_mlps`), on the same minibatches (``data_seed = seed``), with the same
     initial weights up to their scale (``seed``). Every run processes ``num_examples`` training examples,
     so a batch of N takes ``num_examples // N`` steps: small batches take more, noisier steps.
 
@@ -176,7 +172,7 @@ def lr_init_sweep(
         and ``outcome`` (B, S, L) (see :func:`classify`).
     """
     started = time.perf_counter()
-    ds = _dataset(dataset)
+    ds = bdata.as_dataset(dataset)
     configs = [
         RunConfig(lr=lr, init="gaussian", init_std=s, seed=seed, data_seed=seed) for s in init_stds for lr in lrs
     ]

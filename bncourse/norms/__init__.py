@@ -1,21 +1,26 @@
 """Normalisation layers from scratch: numpy references (``(out, cache)`` forwards and ``(dx, dgamma,
 dbeta)`` backwards) and torch modules with PyTorch's exact semantics.
 
-- :mod:`~bncourse.norms.batchnorm` - Batch Normalization (chapter 3).
+- :mod:`~bncourse.norms.batchnorm` - Batch Normalization (chapter 3), and :func:`bn_layers`, a model's BN layers.
+- :mod:`~bncourse.norms.recalibrate` - running averages and recalibrated ("precise") statistics (chapter 4).
+- :mod:`~bncourse.norms.folding` - folding an eval-mode BN into the layer before it (chapter 4).
 - :mod:`~bncourse.norms.remedies` - Ghost BN and Batch Renormalization (chapter 6).
 - :mod:`~bncourse.norms.sync` - cross-process SyncBN from scratch with ``torch.distributed`` (chapter 6).
 - :mod:`~bncourse.norms.group` - Layer, Instance, Group Norm, RMSNorm and Weight Norm (chapter 7).
 """
 
 from bncourse.norms.batchnorm import (
+    BN_TYPES,
     BatchNorm,
     BatchNormFunction,
     batch_norm_function,
     batchnorm_backward,
     batchnorm_backward_alt,
     batchnorm_forward,
+    bn_layers,
     reduce_axes,
 )
+from bncourse.norms.folding import fold_bn, fold_bn_model
 from bncourse.norms.group import (
     GroupNorm,
     InstanceNorm,
@@ -29,10 +34,12 @@ from bncourse.norms.group import (
     rmsnorm_backward,
     rmsnorm_forward,
 )
+from bncourse.norms.recalibrate import bn_input_stats, bn_train_mode, recalibrate_bn, running_average, set_bn_stats
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
 from bncourse.norms.sync import SyncBatchNorm
 
 __all__ = [
+    "BN_TYPES",
     "BatchNorm",
     "BatchNormFunction",
     "BatchRenorm",
@@ -47,11 +54,19 @@ __all__ = [
     "batchnorm_backward",
     "batchnorm_backward_alt",
     "batchnorm_forward",
+    "bn_input_stats",
+    "bn_layers",
+    "bn_train_mode",
+    "fold_bn",
+    "fold_bn_model",
     "groupnorm_backward",
     "groupnorm_forward",
     "layernorm_backward",
     "layernorm_forward",
+    "recalibrate_bn",
     "reduce_axes",
     "rmsnorm_backward",
     "rmsnorm_forward",
+    "running_average",
+    "set_bn_stats",
 ]

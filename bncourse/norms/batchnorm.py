@@ -19,12 +19,14 @@ from torch import nn
 from bncourse.norms.precision import compute_input
 
 __all__ = [
+    "BN_TYPES",
     "BatchNorm",
     "BatchNormFunction",
     "batch_norm_function",
     "batchnorm_backward",
     "batchnorm_backward_alt",
     "batchnorm_forward",
+    "bn_layers",
     "reduce_axes",
 ]
 
@@ -269,9 +271,13 @@ class BatchNorm(nn.Module):
         m = x.numel() // x.shape[1]
         if m <= 1:  # as F.batch_norm: no variance from a single value
             raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(x.shape)}")
-        if self.eps <= 0:  # as F.batch_norm: x_hat is undefined for a constant channel
-            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
+        self._check_eps()
         return m
+
+    def _check_eps(self) -> None:
+        """Refuse ``eps <= 0`` in training, as ``F.batch_norm`` does: x_hat is undefined for a constant channel."""
+        if self.eps <= 0:
+            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
 
     def _momentum(self) -> float:
         """Weight of the newest batch, after ``num_batches_tracked`` was counted up: ``momentum``, or
@@ -319,3 +325,11 @@ class BatchNorm(nn.Module):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"
         )
+
+
+BN_TYPES = (nn.modules.batchnorm._BatchNorm, BatchNorm)  # PyTorch's BN classes and the course's own
+
+
+def bn_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BN module of ``model`` (PyTorch's ``BatchNorm1d/2d/3d`` and subclasses, and :class:`BatchNorm`)."""
+    return [m for m in model.modules() if isinstance(m, BN_TYPES)]

@@ -42,8 +42,7 @@ class GhostBatchNorm(BatchNorm):
         """Normalise each ghost batch with its own statistics (training) or the running ones (eval)."""
         if not self.training:
             return super()._forward(x)
-        if self.eps <= 0:  # as BatchNorm: x_hat is undefined for a constant channel
-            raise ValueError(f"batch_norm eps must be positive during training, but got {self.eps}")
+        self._check_eps()
         axes = reduce_axes(x.dim())
         shape = (1, -1) + (1,) * (x.dim() - 2)
         outs, mus, vars_ = [], [], []

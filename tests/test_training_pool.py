@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bncourse.parallel import default_workers, run_jobs
+from bncourse.training.pool import default_workers, run_jobs
 
 
 def _power(a, b):

@@ -1,6 +1,6 @@
 """Train any ``nn.Module`` (LeNet, VGG, ...) with SGD on in-memory data, one model after another.
 
-The MLP sweeps of the book use :mod:`bncourse.engine`, which trains many models in one batched step.
+The MLP sweeps of the book use :mod:`bncourse.training.mlp`, which trains many models in one batched step.
 Convolutional networks go through this simpler trainer: data resident on the device, the engine's seeded
 batch order (:func:`bncourse.data.batch_indices`), periodic evaluation in eval mode, and results in the
 engine's layout (``(K, E)`` arrays), so plots treat both alike.
@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bncourse.cuda_graphs import capture_steps
 from bncourse.data import batch_indices, images_to_tensor
 from bncourse.metrics import accuracy
-from bncourse.runtime import device_name, pick_device
+from bncourse.runtime import device_name
+from bncourse.training.common import check_run, eval_steps, run_device
+from bncourse.training.cuda_graphs import capture_steps
 
 __all__ = ["EVAL_CHUNK", "train_models"]
 
@@ -49,7 +50,7 @@ def train_models(
         make_model: builds the model from a config (e.g. ``lambda c: LeNet(norm=c["norm"], seed=c["seed"])``).
         configs: dicts with at least ``lr``; optional ``momentum`` (0), ``data_seed`` (0).
         x_train, y_train, x_test, y_test: arrays; images as uint8 ``(N, H, W)`` or ``(N, H, W, C)``.
-        num_steps, batch_size, eval_every: as in :func:`bncourse.engine.train_mlps`.
+        num_steps, batch_size, eval_every: as in :func:`bncourse.training.mlp.train_mlps`.
         eval_size: evaluate on the first ``eval_size`` test examples (all by default).
         device: default CUDA when available.
         progress: show a progress bar over all models' steps.
@@ -61,19 +62,13 @@ def train_models(
         ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over each interval, NaN at 0),
         ``models`` (the trained modules, in eval mode), ``device``, ``graph_used`` (K,) bools, ``wall_time_s``.
     """
-    if not configs:
-        raise ValueError("configs is empty")
-    if num_steps < 1 or eval_every < 1 or batch_size < 2:
-        raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2")
-    device = pick_device(device)
-    use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
-    if use_graph and device.type != "cuda":
-        raise ValueError("cuda_graph=True needs a CUDA device")
+    check_run(configs, num_steps, batch_size, eval_every)
+    device, use_graph = run_device(device, cuda_graph)
     started = time.perf_counter()
     xtr, xte = images_to_tensor(x_train, device), images_to_tensor(x_test[:eval_size], device)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
     yte = torch.as_tensor(np.asarray(y_test[:eval_size]), dtype=torch.long, device=device)
-    evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+    evals = eval_steps(num_steps, eval_every)
     acc = np.zeros((len(configs), len(evals)))
     loss = np.full((len(configs), len(evals)), np.nan)
     models, graph_used = [], []
@@ -125,7 +120,7 @@ def _graph_or_eager(step: Callable[[], None], model: torch.nn.Module, opt: torch
                     counters: list[torch.Tensor], use_graph: bool) -> tuple[Callable[[], None], bool]:  # fmt: skip
     """The function that runs one training step, and whether it replays a CUDA graph.
 
-    With ``use_graph``, the step is captured (:func:`bncourse.cuda_graphs.capture_steps`); SGD's momentum
+    With ``use_graph``, the step is captured (:func:`bncourse.training.cuda_graphs.capture_steps`); SGD's momentum
     buffers, which the warm-up created, are zeroed, so the first replay starts them from its gradient as a
     fresh optimizer does. A step that cannot be captured runs eagerly, with a warning.
     """

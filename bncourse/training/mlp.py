@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from bncourse import engine_step
-from bncourse.cuda_graphs import capture_steps
 from bncourse.data import batch_indices, flat_images
 from bncourse.models import MLP
-from bncourse.runtime import device_name, pick_device
+from bncourse.runtime import device_name
+from bncourse.training import mlp_step
+from bncourse.training.common import check_run, eval_steps, run_device
+from bncourse.training.cuda_graphs import capture_steps
 
-# batch_indices lives in bncourse.data; it stays importable from here, where the chapters first met it
-__all__ = ["RunConfig", "batch_indices", "stack_mlps", "train_mlps"]
+__all__ = ["BatchedMLP", "RunConfig", "stack_mlps", "train_mlps"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,21 @@ def stack_mlps(configs: list[RunConfig], sizes: tuple[int, ...], dtype=torch.flo
     return tuple(out)
 
 
-class _BatchedMLP:
-    """K MLPs as stacked tensors; BN (training: batch statistics, eval: running ones) where ``bn_mask``."""
+class BatchedMLP:
+    """K MLPs as stacked tensors; BN (training: batch statistics, eval: running ones) where ``bn_mask``.
+
+    The model that :func:`train_mlps` trains. Its parameters are plain lists of stacked tensors
+    (``weights``, ``biases``, ``gammas``, ``betas``, built by :func:`stack_mlps`) and its running statistics
+    lie side by side, ``(K * width,)`` per hidden layer. :meth:`forward` is the autograd path;
+    :mod:`bncourse.training.mlp_step` has the hand-written forward, backward and SGD step on the same tensors.
+
+    Args:
+        configs: one :class:`RunConfig` per model; all must share one ``activation``.
+        sizes: layer widths, input first (e.g. ``(784, 100, 100, 100, 10)``).
+        dtype, device: of every tensor.
+        momentum, eps: of the BN layers, with ``F.batch_norm``'s meaning.
+        requires_grad: ``False`` for the hand-written step (no autograd bookkeeping).
+    """
 
     def __init__(
         self,
@@ -89,7 +102,7 @@ class _BatchedMLP:
         if len({c.activation for c in configs}) != 1:
             raise ValueError("all models of one sweep must use the same activation")
         self.activation = configs[0].activation
-        self.act_fn = engine_step.ACT_FORWARD[self.activation]
+        self.act_fn = mlp_step.ACT_FORWARD[self.activation]
         # running statistics of all K models side by side, (K * width,), PyTorch's semantics via F.batch_norm
         self.running_mean = [torch.zeros(self.k * w, device=device, dtype=dtype) for w in sizes[1:-1]]
         self.running_var = [torch.ones(self.k * w, device=device, dtype=dtype) for w in sizes[1:-1]]
@@ -97,6 +110,7 @@ class _BatchedMLP:
         self.lr = torch.tensor([c.lr for c in configs], device=device, dtype=dtype)
 
     def params(self) -> list[torch.Tensor]:
+        """The trained tensors: weights and biases, and gammas and betas when any model uses BN."""
         return self.weights + self.biases + (self.gammas + self.betas if self.any_bn else [])
 
     def lrs(self) -> list[torch.Tensor]:
@@ -106,7 +120,7 @@ class _BatchedMLP:
     def forward(self, x: torch.Tensor, train: bool):
         """``x``: ``(B, in)`` shared by all models or ``(K, B, in)``; returns logits ``(K, B, out)`` and the
         last hidden layer's nonlinearity inputs ``(K, B, width)``. Autograd's path (``F.batch_norm``);
-        :func:`bncourse.engine_step.forward` is the hand-written one."""
+        :func:`bncourse.training.mlp_step.forward` is the hand-written one."""
         h = x
         pre = None
         for i in range(len(self.weights) - 1):
@@ -178,7 +192,7 @@ def train_mlps(
         dtype: float32 (float64 for exact comparisons in tests).
         cuda_graph: capture the step as a CUDA graph (default: on CUDA).
         progress: show a ``tqdm`` bar.
-        backward: ``"manual"``, the hand-written step of :mod:`bncourse.engine_step` (fast), or
+        backward: ``"manual"``, the hand-written step of :mod:`bncourse.training.mlp_step` (fast), or
             ``"autograd"``, the same step through ``F.batch_norm`` and ``torch.autograd.grad`` (the reference).
         steps_per_graph: with a CUDA graph, how many consecutive steps one graph holds (one replay runs
             them all; the step counter lives on the device, so each takes the next batch). Fewer replays,
@@ -188,23 +202,17 @@ def train_mlps(
         A dict of arrays: ``steps`` (E,), ``test_acc`` (K, E), ``train_loss`` (K, E) (mean over the last
         interval, NaN at step 0), ``percentiles`` (K, E, 3), final ``weights``, plus ``wall_time_s``.
     """
-    if not configs:
-        raise ValueError("configs is empty: give at least one RunConfig")
-    if num_steps < 1 or batch_size < 2 or eval_every < 1:
-        raise ValueError("num_steps and eval_every must be >= 1 and batch_size >= 2 (BN needs two values)")
+    check_run(configs, num_steps, batch_size, eval_every)
     if steps_per_graph < 1:
         raise ValueError(f"steps_per_graph must be >= 1; got {steps_per_graph}")
     if backward not in ("manual", "autograd"):
         raise ValueError(f"backward must be 'manual' or 'autograd'; got {backward!r}")
-    device = pick_device(device)
-    use_graph = (device.type == "cuda") if cuda_graph is None else cuda_graph
-    if use_graph and device.type != "cuda":
-        raise ValueError("cuda_graph=True needs a CUDA device")
+    device, use_graph = run_device(device, cuda_graph)
     started = time.perf_counter()
     xtr, xte = flat_images(x_train, device, dtype), flat_images(x_test, device, dtype)
     ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
     yte = torch.as_tensor(np.asarray(y_test), dtype=torch.long, device=device)
-    model = _BatchedMLP(configs, sizes, dtype, device, requires_grad=backward == "autograd")
+    model = BatchedMLP(configs, sizes, dtype, device, requires_grad=backward == "autograd")
     k, b = model.k, batch_size
     data_seeds = sorted({c.data_seed for c in configs})
     group = torch.tensor([data_seeds.index(c.data_seed) for c in configs], device=device)
@@ -224,15 +232,15 @@ def train_mlps(
         idx_k = idx.view(-1, b).index_select(0, group).view(-1)  # (K * B,)
         return xtr.index_select(0, idx_k).view(k, b, -1), ytr.index_select(0, idx_k).view(k, b, 1)
 
-    # the hand-written step scales dlogits by lr / B, so its backward yields lr * grad (engine_step)
+    # the hand-written step scales dlogits by lr / B, so its backward yields lr * grad (mlp_step)
     scale = configs[0].lr / b if same_lr else (model.lr / b).view(k, 1, 1)
     neg_scale = (-torch.as_tensor(scale, device=device, dtype=dtype)).expand(k, b, 1).contiguous()
 
     def manual_step() -> None:
         xb, y3 = batch()
-        logits, cache = engine_step.forward(model, xb, train=True)
-        picked, dlogits = engine_step.loss_grad(logits, y3, scale, neg_scale)
-        engine_step.backward(model, cache, dlogits, update=True)
+        logits, cache = mlp_step.forward(model, xb, train=True)
+        picked, dlogits = mlp_step.loss_grad(logits, y3, scale, neg_scale)
+        mlp_step.backward(model, cache, dlogits, update=True)
         loss_sum.sub_(picked.mean((1, 2)))
         step_t.add_(1)
 
@@ -259,7 +267,7 @@ def train_mlps(
             run_many = capture_steps(step, state, repeat=per_many, reset=[step_t.zero_])
 
     probe_x = xte[:probe_size]
-    evals = sorted(set(range(0, num_steps + 1, eval_every)) | {num_steps})
+    evals = eval_steps(num_steps, eval_every)
     rec = {"steps": [], "test_acc": [], "train_loss": [], "percentiles": []}
     q = torch.tensor([0.15, 0.50, 0.85], device=device, dtype=dtype)
     last = 0
@@ -274,9 +282,9 @@ def train_mlps(
         with torch.inference_mode():
             correct = torch.zeros(k, device=device)
             for i in range(0, len(xte), 10000):
-                logits, _ = engine_step.forward(model, xte[i : i + 10000], train=False)
+                logits, _ = mlp_step.forward(model, xte[i : i + 10000], train=False)
                 correct += (logits.argmax(-1) == yte[i : i + 10000]).sum(1)
-            pre = engine_step.forward(model, probe_x, train=False)[1].pre
+            pre = mlp_step.forward(model, probe_x, train=False)[1].pre
             pct = torch.quantile(pre[:, :, record_unit], q, dim=1).T  # (K, 3)
             rec["steps"].append(s)
             rec["test_acc"].append((correct / len(xte)).cpu().numpy())

@@ -1,4 +1,4 @@
-"""Capturing training steps as CUDA graphs, shared by :mod:`bncourse.engine` and :mod:`bncourse.train`.
+"""Capturing training steps as CUDA graphs, shared by :mod:`bncourse.training.mlp` and :mod:`bncourse.training.loop`.
 
 A small model's step is dozens of tiny kernels; launched one by one from Python each costs ~10 us of CPU
 time, far more than its arithmetic. Captured once as a CUDA graph, the whole step replays with one launch.

@@ -1,4 +1,7 @@
-"""The book's networks, each with a ``norm=`` argument so that BN-vs-baseline changes nothing else.
+"""The feed-forward networks, each with a ``norm=`` argument so that BN-vs-baseline changes nothing else.
+
+:class:`MLP` (and the BN paper's :func:`paper_mlp`), :class:`LeNet`, :class:`SmallVGG` and chapter 7's
+:class:`ConvNet3`; :func:`make_norm` builds the normalisation layer each of them inserts.
 
 With ``norm=None`` and ``norm="bn"`` a model has the same layers, the same initial weights for the same
 seed, the same pooling and the same activation; the only difference is a normalisation layer inserted
@@ -14,7 +17,7 @@ from torch import nn
 
 from bncourse.norms import BatchNorm
 
-__all__ = ["MLP", "LeNet", "SmallVGG", "make_norm", "paper_mlp"]
+__all__ = ["MLP", "ConvNet3", "LeNet", "SmallVGG", "make_norm", "paper_mlp"]
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
 NORMS = (None, "bn", "bn-ours", "gn", "ln", "in")
@@ -212,4 +215,38 @@ class SmallVGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` -> ``(N, classes)``."""
+        return self.classifier(self.features(x))
+
+
+class ConvNet3(nn.Module):
+    """Three ``conv3x3 -> [norm] -> ReLU -> maxpool`` blocks and a linear classifier; every norm is on a conv.
+
+    ``(N, 1, 28, 28) -> (N, w1, 14, 14) -> (N, w2, 7, 7) -> (N, w3, 3, 3) -> (N, classes)``. The same ``seed``
+    gives the same conv and linear weights for every ``norm`` (PyTorch's default init), so runs differ only
+    in the normalisation layer (:func:`make_norm`: ``None``, ``"bn"``, ``"gn"``, ``"ln"``, ``"in"``).
+    """
+
+    def __init__(
+        self,
+        norm: str | None = None,
+        widths: tuple[int, int, int] = (16, 32, 64),
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int = 28,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layers: list[nn.Module] = []
+            c = in_channels
+            for w in widths:
+                layers += [nn.Conv2d(c, w, 3, padding=1), make_norm(norm, w), nn.ReLU(), nn.MaxPool2d(2)]
+                c = w
+            s = image_size // 2 ** len(widths)
+            self.features = nn.Sequential(*layers)
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c * s * s, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, classes)`` logits."""
         return self.classifier(self.features(x))

@@ -57,7 +57,7 @@ def forward(model, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, Cache]:
     """The K models' logits, with BN on batch statistics (``train``, running ones updated) or running ones.
 
     Args:
-        model: a ``bncourse.engine._BatchedMLP`` (stacked ``weights``, ``biases``, ``gammas``, ``betas``,
+        model: a ``bncourse.training.mlp.BatchedMLP`` (stacked ``weights``, ``biases``, ``gammas``, ``betas``,
             ``bn_mask``, ``running_mean``/``running_var``, ``momentum``, ``eps``, ``activation``).
         x: ``(B, in)`` shared by all models or ``(K, B, in)``.
         train: batch statistics (and a running-statistics update) or running statistics.
@@ -197,7 +197,7 @@ def grads(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[t
     step it updates BN's running statistics; it does not change the parameters.
 
     Args:
-        model: a ``bncourse.engine._BatchedMLP``.
+        model: a ``bncourse.training.mlp.BatchedMLP``.
         x: ``(B, in)`` or ``(K, B, in)``.
         y: labels ``(B,)`` or ``(K, B)``.
     """

@@ -1,19 +1,19 @@
-"""bncourse.engine_step: the hand-written forward/backward equals autograd in float64, and a wrong one fails."""
+"""bncourse.training.mlp_step: the hand-written forward/backward equals autograd in float64, and a wrong one fails."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bncourse import engine_step
-from bncourse.engine import RunConfig, _BatchedMLP, stack_mlps, train_mlps
+from bncourse.training import mlp_step
+from bncourse.training.mlp import BatchedMLP, RunConfig, stack_mlps, train_mlps
 
 SIZES = (6, 5, 4, 3)
 
 
 def _model(norms, activation="sigmoid", requires_grad=True):
     cfgs = [RunConfig(lr=0.1 * (i + 1), norm=n, seed=i, activation=activation) for i, n in enumerate(norms)]
-    model = _BatchedMLP(cfgs, SIZES, torch.float64, torch.device("cpu"), requires_grad=requires_grad)
+    model = BatchedMLP(cfgs, SIZES, torch.float64, torch.device("cpu"), requires_grad=requires_grad)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # gamma, beta away from 1, 0 so their gradients are exercised
         for p in model.gammas + model.betas:
@@ -38,7 +38,7 @@ def test_manual_gradients_equal_autograd(norms, activation):
     loss_ref, g_ref = _autograd(model, x, y)
     run_mean_ref = [m.clone() for m in model.running_mean]
     model = _model(norms, activation)
-    loss, g = engine_step.grads(model, x, y)
+    loss, g = mlp_step.grads(model, x, y)
     torch.testing.assert_close(loss, loss_ref, rtol=1e-12, atol=1e-14)
     assert len(g) == len(g_ref)
     for a, b in zip(g, g_ref, strict=True):
@@ -64,7 +64,7 @@ def test_bn_backward_matches_gradcheck_and_a_wrong_formula_fails():
     with torch.no_grad():
         invstd = torch.rsqrt(z.var(1, unbiased=False, keepdim=True) + eps)
         x_hat = (z - z.mean(1, keepdim=True)) * invstd
-    dz, dgamma, dbeta = engine_step.bn_backward(dy, x_hat, invstd, gamma.detach())
+    dz, dgamma, dbeta = mlp_step.bn_backward(dy, x_hat, invstd, gamma.detach())
     torch.testing.assert_close(dz, dz_ref)
     torch.testing.assert_close(dgamma, dgamma_ref)
     torch.testing.assert_close(dbeta, dy.sum(1, keepdim=True))
@@ -77,7 +77,7 @@ def test_loss_grad_is_scaled_softmax_minus_onehot():
     torch.manual_seed(0)
     logits = torch.randn(2, 4, 3, dtype=torch.float64)
     y3 = torch.randint(0, 3, (2, 4, 1))
-    picked, d = engine_step.loss_grad(logits.clone(), y3, 0.25, torch.full((2, 4, 1), -0.25, dtype=torch.float64))
+    picked, d = mlp_step.loss_grad(logits.clone(), y3, 0.25, torch.full((2, 4, 1), -0.25, dtype=torch.float64))
     onehot = F.one_hot(y3.squeeze(-1), 3).double()
     torch.testing.assert_close(d, 0.25 * (logits.softmax(-1) - onehot))
     torch.testing.assert_close(picked.squeeze(-1), logits.log_softmax(-1).gather(2, y3).squeeze(-1))

@@ -1,42 +1,28 @@
-"""BN at inference: running averages, recalibrated ("precise") statistics, and folding BN into a layer.
+"""BN's statistics for inference: running averages and recalibrated ("precise") statistics (chapter 4).
 
 - :func:`running_average` - the running-statistics update of ``nn.BatchNorm`` (PyTorch's momentum
   convention, or ``momentum=None`` for a cumulative average) applied to a sequence of batch statistics.
 - :func:`bn_input_stats` and :func:`recalibrate_bn` - measure the population statistics of every BN
-  layer's input over many batches, and write them into the running buffers (PreciseBN, Wu & Johnson 2021).
-- :func:`fold_bn` and :func:`fold_bn_model` - an eval-mode BN after a ``Linear``/``Conv`` is an affine
-  map per channel, so it can be merged into that layer's weight and bias.
+  layer's input over many batches, and write them into the running buffers (PreciseBN, Wu & Johnson 2021);
+  :func:`set_bn_stats` writes given statistics, and :func:`bn_train_mode` runs a model with only its BN
+  layers in training mode.
+
+Folding an eval-mode BN into the layer before it is in :mod:`bncourse.norms.folding`.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from bncourse.norms import BatchNorm, reduce_axes
+from bncourse.norms.batchnorm import bn_layers, reduce_axes
 
-__all__ = [
-    "BN_TYPES",
-    "bn_input_stats",
-    "bn_layers",
-    "fold_bn",
-    "fold_bn_model",
-    "recalibrate_bn",
-    "running_average",
-]
-
-BN_TYPES = (nn.modules.batchnorm._BatchNorm, BatchNorm)  # PyTorch's BN classes and the course's own
-_FOLDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-def bn_layers(model: nn.Module) -> list[nn.Module]:
-    """Every BN module of ``model`` (PyTorch's ``BatchNorm1d/2d/3d`` and subclasses, and :class:`BatchNorm`)."""
-    return [m for m in model.modules() if isinstance(m, BN_TYPES)]
+__all__ = ["bn_input_stats", "bn_train_mode", "recalibrate_bn", "running_average", "set_bn_stats"]
 
 
 def running_average(values: np.ndarray, momentum: float | None, init: float | np.ndarray = 0.0) -> np.ndarray:
@@ -66,9 +52,32 @@ def running_average(values: np.ndarray, momentum: float | None, init: float | np
     return out
 
 
-def _inputs(batch) -> torch.Tensor:
-    """A batch is a tensor, or a tuple/list whose first item is the input (as ``swa_utils.update_bn``)."""
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+@contextlib.contextmanager
+def bn_train_mode(model: nn.Module) -> Iterator[list[nn.Module]]:
+    """Within the block, ``model``'s BN layers are in training mode and every other module in eval mode.
+
+    What a pass that measures or updates BN statistics wants: each BN layer sees its batch statistics,
+    while dropout and the like are off (``model.train()`` would switch them on). Yields the BN layers
+    (:func:`~bncourse.norms.batchnorm.bn_layers`); every module's training flag is restored after the
+    block, also when it raises.
+    """
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        bns = bn_layers(model)
+        for bn in bns:
+            bn.train()
+        yield bns
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def _run(model: nn.Module, batches: Iterable, num_batches: int | None) -> None:
+    """Forward the first ``num_batches`` batches: tensors, or tuples/lists whose first item is the input
+    (as ``swa_utils.update_bn``)."""
+    for batch in itertools.islice(batches, num_batches):
+        model(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
 
 @torch.no_grad()
@@ -110,19 +119,13 @@ def bn_input_stats(
 
     saved = {bn: (bn.running_mean.clone(), bn.running_var.clone()) for bn in bns if bn.running_mean is not None}
     counts = {bn: bn.num_batches_tracked.clone() for bn in bns if bn.num_batches_tracked is not None}
-    modes = {m: m.training for m in model.modules()}
     handles = [bn.register_forward_pre_hook(hook) for bn in bns]
     try:
-        model.eval()
-        for bn in bns:
-            bn.train()
-        for batch in itertools.islice(batches, num_batches):
-            model(_inputs(batch))
+        with bn_train_mode(model):
+            _run(model, batches, num_batches)
     finally:
         for h in handles:
             h.remove()
-        for m, mode in modes.items():
-            m.training = mode
         for bn, (mean, var) in saved.items():
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
@@ -131,6 +134,20 @@ def bn_input_stats(
     if any(acc[bn][0] < 2 for bn in bns):
         raise ValueError("need at least two values per channel to estimate a variance: give more batches")
     return [(acc[bn][1], acc[bn][2] / (acc[bn][0] - 1), acc[bn][0]) for bn in bns]
+
+
+@torch.no_grad()
+def set_bn_stats(model: nn.Module, means, variances) -> None:
+    """Write per-layer running means and variances (sequences of ``(C,)`` arrays or tensors, one per BN layer
+    in :func:`~bncourse.norms.batchnorm.bn_layers` order) into the BN layers of ``model``."""
+    bns, means, variances = bn_layers(model), list(means), list(variances)
+    if not len(bns) == len(means) == len(variances):
+        raise ValueError(f"the model has {len(bns)} BN layers; got {len(means)} means and {len(variances)} variances")
+    for bn, mu, var in zip(bns, means, variances, strict=True):
+        if bn.running_mean is None:
+            raise ValueError("a BN layer has no running statistics (track_running_stats=False)")
+        bn.running_mean.copy_(torch.as_tensor(mu))
+        bn.running_var.copy_(torch.as_tensor(var))
 
 
 @torch.no_grad()
@@ -159,82 +176,19 @@ def recalibrate_bn(
         ``model`` itself, with new running statistics and its training flags as they were.
     """
     if method == "exact":
-        for bn, (mean, var, _) in zip(bn_layers(model), bn_input_stats(model, batches, num_batches), strict=True):
-            if bn.running_mean is None:
-                raise ValueError("a BN layer has no running statistics (track_running_stats=False)")
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
+        stats = bn_input_stats(model, batches, num_batches)
+        set_bn_stats(model, [mean for mean, _, _ in stats], [var for _, var, _ in stats])
         return model
     if method != "cumulative":
         raise ValueError(f"method must be 'exact' or 'cumulative'; got {method!r}")
-    bns = bn_layers(model)
-    momenta = {bn: bn.momentum for bn in bns}
-    modes = {m: m.training for m in model.modules()}
+    momenta = {bn: bn.momentum for bn in bn_layers(model)}
     try:
-        model.eval()
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-            bn.train()
-        for batch in itertools.islice(batches, num_batches):
-            model(_inputs(batch))
+        with bn_train_mode(model) as bns:
+            for bn in bns:
+                bn.reset_running_stats()
+                bn.momentum = None
+            _run(model, batches, num_batches)
     finally:
         for bn, momentum in momenta.items():
             bn.momentum = momentum
-        for m, mode in modes.items():
-            m.training = mode
     return model
-
-
-@torch.no_grad()
-def fold_bn(layer: nn.Linear | nn.Conv2d, bn: nn.Module) -> nn.Linear | nn.Conv2d:
-    """A new layer computing ``bn(layer(x))`` for an eval-mode BN: the BN merged into weight and bias.
-
-    With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``W' = s * W`` (row ``c`` of a linear
-    weight, or output channel ``c`` of a conv kernel, scaled by ``s_c``) and ``b' = s * (b - running_mean)
-    + beta`` (``b = 0`` for a layer without bias). The result always has a bias. The inputs are not
-    changed.
-
-    Args:
-        layer: ``nn.Linear`` (weight ``(C, in)``) or ``nn.Conv1d/2d/3d`` (weight ``(C, in / groups, *k)``).
-        bn: a BN layer over the ``C`` outputs, with running statistics.
-
-    Returns:
-        A layer of the same type, configuration, dtype and device.
-    """
-    if not isinstance(layer, _FOLDABLE):
-        raise TypeError(f"can fold BN into nn.Linear or nn.Conv1d/2d/3d only; got {type(layer).__name__}")
-    if not isinstance(bn, BN_TYPES):
-        raise TypeError(f"expected a BatchNorm layer; got {type(bn).__name__}")
-    if bn.running_mean is None:
-        raise ValueError("this BN has no running statistics (track_running_stats=False): it always uses batch ones")
-    c = layer.weight.shape[0]
-    if bn.num_features != c:
-        raise ValueError(f"BN over {bn.num_features} channels cannot follow a layer with {c} outputs")
-    w = layer.weight
-    scale = torch.rsqrt(bn.running_var.to(w.dtype) + bn.eps)  # (C,)
-    if bn.weight is not None:
-        scale = scale * bn.weight.to(w.dtype)
-    bias = layer.bias if layer.bias is not None else torch.zeros(c, dtype=w.dtype, device=w.device)
-    new_bias = (bias - bn.running_mean.to(w.dtype)) * scale
-    if bn.bias is not None:
-        new_bias = new_bias + bn.bias.to(w.dtype)
-    folded = copy.deepcopy(layer)
-    folded.weight = nn.Parameter(w * scale.reshape((-1,) + (1,) * (w.dim() - 1)))  # (C, ...) row scaling
-    folded.bias = nn.Parameter(new_bias)
-    return folded
-
-
-def fold_bn_model(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with every ``Linear/Conv -> BN`` pair of an ``nn.Sequential`` folded.
-
-    Each pair becomes ``(folded layer, nn.Identity())``, so module indices stay the same. BN layers that do
-    not directly follow a foldable layer are kept. The original model is not changed.
-    """
-    folded = copy.deepcopy(model).eval()
-    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            if isinstance(seq[i], _FOLDABLE) and isinstance(seq[i + 1], BN_TYPES):
-                seq[i] = fold_bn(seq[i], seq[i + 1])
-                seq[i + 1] = nn.Identity()
-    return folded

@@ -1,13 +1,13 @@
-"""bncourse.engine and bncourse.models: the batched trainer equals a plain PyTorch loop, seed for seed."""
+"""bncourse.training.mlp and bncourse.models: the batched trainer equals a plain PyTorch loop, seed for seed."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from bncourse.engine import RunConfig, batch_indices, stack_mlps, train_mlps
 from bncourse.models import MLP, LeNet, SmallVGG, make_norm, paper_mlp
 from bncourse.norms import BatchNorm
+from bncourse.training.mlp import RunConfig, batch_indices, stack_mlps, train_mlps
 
 SIZES = (16, 8, 8, 3)
 
@@ -233,7 +233,7 @@ def test_bench_prints_ratios_last(capsys):
 
 def test_train_models_equals_plain_loop_for_a_convnet():
     from bncourse.data import images_to_tensor
-    from bncourse.train import train_models
+    from bncourse.training.loop import train_models
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (80, 28, 28), dtype=np.uint8)
@@ -284,7 +284,7 @@ def test_train_models_evaluates_in_eval_mode_over_chunks():
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_train_models_cuda_graph_equals_eager(momentum):
     """The captured step replays exactly the eager steps: losses, weights and BN running statistics."""
-    from bncourse.train import train_models
+    from bncourse.training.loop import train_models
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (300, 28, 28), dtype=np.uint8)
@@ -306,7 +306,7 @@ def test_train_models_cuda_graph_equals_eager(momentum):
 
 
 def test_train_models_refuses_a_graph_on_cpu():
-    from bncourse.train import train_models
+    from bncourse.training.loop import train_models
 
     x = np.zeros((10, 28, 28), dtype=np.uint8)
     with pytest.raises(ValueError, match="CUDA"):
@@ -336,3 +336,22 @@ def test_reproduce_registry_points_at_functions():
         assert callable(getattr(importlib.import_module(module), function)), name
     with pytest.raises(SystemExit):
         reproduce.main(["no-such-result"])
+
+
+def test_common_run_checks_device_and_eval_schedule():
+    from bncourse.training.common import check_run, eval_steps, run_device
+
+    assert eval_steps(10, 4) == [0, 4, 8, 10] and eval_steps(8, 4) == [0, 4, 8] and eval_steps(0, 5) == [0]
+    with pytest.raises(ValueError, match="eval_every >= 1"):
+        eval_steps(10, 0)
+    check_run([RunConfig()], num_steps=1, batch_size=2, eval_every=1)  # the smallest valid run
+    with pytest.raises(ValueError, match="configs is empty"):
+        check_run([], 10, 8, 5)
+    with pytest.raises(ValueError, match="batch_size >= 2 .*got num_steps=10, eval_every=5, batch_size=1"):
+        check_run([RunConfig()], 10, 1, 5)
+    with pytest.raises(ValueError, match="num_steps and eval_every must be >= 1"):
+        check_run([RunConfig()], 0, 8, 5)
+    assert run_device("cpu", None) == (torch.device("cpu"), False)
+    assert run_device("cpu", False) == (torch.device("cpu"), False)
+    with pytest.raises(ValueError, match="cuda_graph=True needs a CUDA device"):
+        run_device("cpu", True)

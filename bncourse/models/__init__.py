@@ -1,0 +1,45 @@
+"""Every network the course defines, in one place.
+
+- :mod:`bncourse.models.feedforward`: :class:`MLP`, :func:`paper_mlp`, :class:`LeNet`, :class:`SmallVGG`,
+  :class:`ConvNet3`, and :func:`make_norm`, the normalisation layer they insert (``norm=None``, ``"bn"``,
+  ``"gn"``, ...);
+- :mod:`bncourse.models.recurrent`: :class:`ElmanRNN` and :class:`RecurrentBatchNorm` (chapter 6);
+- :mod:`bncourse.models.critique`: the critique's standard / BN / noisy-BN networks, :class:`NoisyBatchNorm`
+  and :class:`DeepLinear` (chapter 2).
+
+The many-MLPs-at-once model that the fast trainer uses is :class:`bncourse.training.mlp.BatchedMLP`: it is
+the same :class:`MLP`, stacked, and lives with its trainer.
+"""
+
+from bncourse.models.critique import (
+    NETWORKS,
+    NOISE,
+    DeepLinear,
+    NoisyBatchNorm,
+    critique_mlp,
+    critique_vgg,
+    resample_noise,
+)
+from bncourse.models.feedforward import ACTIVATIONS, MLP, NORMS, ConvNet3, LeNet, SmallVGG, make_norm, paper_mlp
+from bncourse.models.recurrent import RNN_NORMS, ElmanRNN, RecurrentBatchNorm
+
+__all__ = [
+    "ACTIVATIONS",
+    "MLP",
+    "NETWORKS",
+    "NOISE",
+    "NORMS",
+    "RNN_NORMS",
+    "ConvNet3",
+    "DeepLinear",
+    "ElmanRNN",
+    "LeNet",
+    "NoisyBatchNorm",
+    "RecurrentBatchNorm",
+    "SmallVGG",
+    "critique_mlp",
+    "critique_vgg",
+    "make_norm",
+    "paper_mlp",
+    "resample_noise",
+]

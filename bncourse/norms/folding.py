@@ -1,0 +1,73 @@
+"""Folding BN into the layer before it, for inference (chapter 4).
+
+An eval-mode BN after a ``Linear``/``Conv`` is an affine map per channel with fixed statistics, so it can be
+merged into that layer's weight and bias: :func:`fold_bn` for one pair, :func:`fold_bn_model` for every pair
+of a model's ``nn.Sequential`` containers.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from bncourse.norms.batchnorm import BN_TYPES
+
+__all__ = ["FOLDABLE", "fold_bn", "fold_bn_model"]
+
+FOLDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layers a following BN can be folded into
+
+
+@torch.no_grad()
+def fold_bn(layer: nn.Linear | nn.Conv2d, bn: nn.Module) -> nn.Linear | nn.Conv2d:
+    """A new layer computing ``bn(layer(x))`` for an eval-mode BN: the BN merged into weight and bias.
+
+    With ``s = gamma / sqrt(running_var + eps)`` per output channel, ``W' = s * W`` (row ``c`` of a linear
+    weight, or output channel ``c`` of a conv kernel, scaled by ``s_c``) and ``b' = s * (b - running_mean)
+    + beta`` (``b = 0`` for a layer without bias). The result always has a bias. The inputs are not
+    changed.
+
+    Args:
+        layer: ``nn.Linear`` (weight ``(C, in)``) or ``nn.Conv1d/2d/3d`` (weight ``(C, in / groups, *k)``).
+        bn: a BN layer over the ``C`` outputs, with running statistics.
+
+    Returns:
+        A layer of the same type, configuration, dtype and device.
+    """
+    if not isinstance(layer, FOLDABLE):
+        raise TypeError(f"can fold BN into nn.Linear or nn.Conv1d/2d/3d only; got {type(layer).__name__}")
+    if not isinstance(bn, BN_TYPES):
+        raise TypeError(f"expected a BatchNorm layer; got {type(bn).__name__}")
+    if bn.running_mean is None:
+        raise ValueError("this BN has no running statistics (track_running_stats=False): it always uses batch ones")
+    c = layer.weight.shape[0]
+    if bn.num_features != c:
+        raise ValueError(f"BN over {bn.num_features} channels cannot follow a layer with {c} outputs")
+    w = layer.weight
+    scale = torch.rsqrt(bn.running_var.to(w.dtype) + bn.eps)  # (C,)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(w.dtype)
+    bias = layer.bias if layer.bias is not None else torch.zeros(c, dtype=w.dtype, device=w.device)
+    new_bias = (bias - bn.running_mean.to(w.dtype)) * scale
+    if bn.bias is not None:
+        new_bias = new_bias + bn.bias.to(w.dtype)
+    folded = copy.deepcopy(layer)
+    folded.weight = nn.Parameter(w * scale.reshape((-1,) + (1,) * (w.dim() - 1)))  # (C, ...) row scaling
+    folded.bias = nn.Parameter(new_bias)
+    return folded
+
+
+def fold_bn_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with every ``Linear/Conv -> BN`` pair of an ``nn.Sequential`` folded.
+
+    Each pair becomes ``(folded layer, nn.Identity())``, so module indices stay the same. BN layers that do
+    not directly follow a foldable layer are kept. The original model is not changed.
+    """
+    folded = copy.deepcopy(model).eval()
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], FOLDABLE) and isinstance(seq[i + 1], BN_TYPES):
+                seq[i] = fold_bn(seq[i], seq[i + 1])
+                seq[i + 1] = nn.Identity()
+    return folded
