@@ -265,7 +265,7 @@ def test_train_models_equals_plain_loop_for_a_convnet():
 
 
 def test_train_models_evaluates_in_eval_mode_over_chunks():
-    from bncourse import train
+    from bncourse.training import loop as train
     from bncourse.data import images_to_tensor
     from bncourse.metrics import accuracy
 
