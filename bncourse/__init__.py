@@ -13,6 +13,7 @@ Modules (import them explicitly; nothing runs on import):
 - :mod:`bncourse.checks` - graders for the exercises.
 - :mod:`bncourse.experiments` - small experiments returning plain result objects.
 - :mod:`bncourse.plots` and :mod:`bncourse.panels` - figures and ipywidgets panels of results.
+- :mod:`bncourse.source` - short excerpts of the package's own code, for the pages.
 """
 
 __version__ = "0.2.0"

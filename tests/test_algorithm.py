@@ -37,6 +37,10 @@ def test_backward_graph_nodes_are_the_staged_backward():
     naive = d["dx_hat"] * d["inv_std"]  # a known-wrong gradient: mu and var held constant
     assert rel_error(naive, num[:, 0]) > 1e-2
     assert d["dmu"] == pytest.approx(-np.sum(d["dxc"]))
+    # where a node feeds two others, the shares drawn on its two outgoing edges add up to its gradient
+    np.testing.assert_allclose(d["share_x_mu"] + d["share_x_xc"], d["dx"], atol=1e-14)
+    np.testing.assert_allclose(d["share_xc_var"] + d["share_xc_x_hat"], d["dxc"], atol=1e-14)
+    assert np.abs(d["share_xc_x_hat"] - d["dxc"]).max() > 1e-3  # one share alone is not the gradient
     assert np.sum(d["dx"]) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="at least 2"):
         experiments.backward_graph(batch_size=1)

@@ -185,8 +185,9 @@ def backward_graph(
 
     Returns:
         A result whose ``data`` maps each node name (``x``, ``mu``, ..., ``out``, ``gamma``, ``beta``) to its
-        forward value and ``"d" + name`` to the gradient of the loss with respect to it, plus ``dx_reference``
-        from :func:`~bncourse.norms.batchnorm_backward` (equal to ``dx``).
+        forward value and ``"d" + name`` to the gradient of the loss with respect to it; ``share_<src>_<dst>``
+        is the part of ``d<src>`` that flows back along the edge from ``src`` to ``dst``; ``dx_reference`` is
+        ``dx`` from :func:`~bncourse.norms.batchnorm_backward` (equal to ``dx``).
     """
     if batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 (a variance needs two values); got {batch_size}")
@@ -213,13 +214,19 @@ def backward_graph(
     dx = dxc + dmu / m
     _, cache = batchnorm_forward(x[:, None], np.array([gamma]), np.array([beta]), eps=eps)
     dx_reference = batchnorm_backward(dout[:, None], cache)[0][:, 0]
+    # the share of the gradient that flows back along each edge of the graph, source <- target
+    shares = {
+        "x_mu": np.full(m, dmu / m), "x_xc": dxc, "mu_xc": -np.sum(dxc), "xc_var": dvar * 2.0 * xc / m,
+        "var_std": dvar, "std_inv_std": dstd, "inv_std_x_hat": dinv_std, "xc_x_hat": dx_hat * inv_std,
+        "x_hat_out": dx_hat, "gamma_out": dgamma, "beta_out": dbeta,
+    }  # fmt: skip
     config = {"batch_size": batch_size, "gamma": gamma, "beta": beta, "eps": eps, "seed": seed}
     data = {
         "x": x, "mu": mu, "xc": xc, "var": var, "std": std, "inv_std": inv_std, "x_hat": x_hat, "out": out,
         "gamma": gamma, "beta": beta,
         "dx": dx, "dmu": dmu, "dxc": dxc, "dvar": dvar, "dstd": dstd, "dinv_std": dinv_std, "dx_hat": dx_hat,
         "dout": dout, "dgamma": dgamma, "dbeta": dbeta, "dx_reference": dx_reference,
-    }  # fmt: skip
+    } | {f"share_{edge}": v for edge, v in shares.items()}  # fmt: skip
     return Result("backward_graph", config, data, make_meta("random normal values, rounded to 2 decimals", started))
 
 
