@@ -1,0 +1,172 @@
+"""Tests of the thinking exercises' checkers (issue 19): right predictions pass and explain, plausible wrong ones
+fail with the hint that names the misconception, stubs fail as not filled in; open experiments pass on the
+reference and on an alternative implementation, and fail on wrong or made-up measurements."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import bncourse.checks as C
+from bncourse.checks import thinking
+from bncourse.checks.batchnorm import M2_DOUT, M2_X, SHRINKAGE_M
+from bncourse.gradcheck import eval_numerical_gradient_array
+from bncourse.norms import batchnorm_backward, batchnorm_forward
+
+THINKING = {"check_gradient_shrinkage", "check_m2_gradient"}  # the checkers this file covers
+
+
+def _fails(fn, *args, match: str) -> str:
+    with pytest.raises(AssertionError) as info:
+        fn(*args)
+    msg = str(info.value)
+    assert msg.startswith("check_"), msg
+    assert any(w.lower() in msg.lower() for w in match.split("|")), msg
+    return msg
+
+
+# ------------------------------------------------------------------------------------------------ the kit
+
+
+def test_prediction_stubs_are_not_filled_in():
+    for stub in (None, ...):
+        msg = _fails(thinking.as_prediction, stub, "check_x", "prediction", (2,), match="not filled in yet")
+        assert "check_x" in msg
+    for bad, word in (("0.5", "str"), ([0.1, 0.2, 0.3], "shape"), (np.nan, "NaN"), ([1, 2j], "complex")):
+        _fails(thinking.as_prediction, bad, "check_x", "prediction", (2,), match=word)
+    assert thinking.as_prediction([0.5], "check_x", "p").shape == ()
+
+
+def test_choices_and_records_are_validated():
+    assert thinking.as_choice(" 1 - 2/M ", "check_x", "law", ["1", "1 - 2/m"]) == "1 - 2/m"
+    _fails(thinking.as_choice, None, "check_x", "law", ["1"], match="not filled in yet")
+    _fails(thinking.as_choice, "2", "check_x", "law", ["1"], match="one of")
+    _fails(thinking.as_record, [1], "check_x", "f", {"a": ()}, match="dict")
+    _fails(thinking.as_record, {"a": 1, "b": 2}, "check_x", "f", {"a": ()}, match="unexpected")
+    _fails(thinking.as_record, {"a": [1, 2]}, "check_x", "f", {"a": ()}, match="shape")
+    rec = thinking.as_record({"a": 1, "b": "x"}, "check_x", "f", {"a": (), "b": None})
+    assert rec["a"] == 1.0 and rec["b"] == "x"
+
+
+def test_grade_prediction_explains_either_way(capsys):
+    thinking.grade_prediction("check_x", "p", 0.52, 0.5, 0.05, [("too big", 1.0)], "because")
+    assert "right" in capsys.readouterr().out
+    msg = _fails(thinking.grade_prediction, "check_x", "p", 0.98, 0.5, 0.05, [("too big", 1.0)], "because",
+                 match="too big")  # fmt: skip
+    assert "because" in msg
+    assert "Why: b" in _fails(thinking.grade_prediction, "check_x", "p", 3.0, 0.5, 0.05, [], "b", match="off by")
+    thinking.grade_choice("check_x", "c", "a", "a", {"a": "", "b": "b is wrong"}, "why")
+    assert "why" in _fails(thinking.grade_choice, "check_x", "c", "b", "a", {"a": "", "b": "b is wrong"}, "why",
+                           match="b is wrong")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ chapter 3
+
+
+def _m2_measured() -> np.ndarray:
+    def bn(x):
+        return batchnorm_forward(x, np.ones(1), np.zeros(1), 1e-5)[0]
+
+    return eval_numerical_gradient_array(bn, M2_X.copy(), M2_DOUT).ravel()
+
+
+def _m2_autograd() -> np.ndarray:
+    x = torch.tensor(M2_X, requires_grad=True)
+    torch.nn.functional.batch_norm(x, None, None, training=True, eps=1e-5).backward(torch.tensor(M2_DOUT))
+    return x.grad.numpy().ravel()
+
+
+@pytest.mark.parametrize("prediction", [[0.0, 0.0], (0.01, -0.02), np.zeros((2, 1)), [1e-5, -1e-5]])
+def test_m2_right_predictions_pass(prediction, capsys):
+    C.check_m2_gradient(prediction, _m2_measured())
+    C.check_m2_gradient(prediction, _m2_autograd())  # torch measures the same
+    assert "Why" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "prediction, hint",
+    [([1.0, -2.0], "treated mu and sigma as constants"), ([1.5, -1.5], "without the path through sigma"),
+     ([0.71, -1.41], "unbiased"), ([0.5, 0.5], "off by")],
+)  # fmt: skip
+def test_m2_wrong_predictions_name_the_misconception(prediction, hint):
+    msg = _fails(C.check_m2_gradient, prediction, _m2_measured(), match=hint)
+    assert "whatever x is" in msg  # the explanation comes with the error
+
+
+def test_m2_stub_and_bad_measurements_fail():
+    _fails(C.check_m2_gradient, None, _m2_measured(), match="not filled in yet")
+    _fails(C.check_m2_gradient, ..., _m2_measured(), match="not filled in yet")
+    _fails(C.check_m2_gradient, [0, 0], np.array([1.0, -2.0]), match="experiment cell as given")
+    _fails(C.check_m2_gradient, [0, 0], None, match="None")
+
+
+def _shrinkage(dx_fn, law="1 - 2/m", draws=10, seed=0):
+    """An honest experiment with ``dx_fn(x, dout) -> dx`` (gamma = 1, eps = 1e-5)."""
+
+    def experiment():
+        rng, ratios = np.random.default_rng(seed), []
+        for m in SHRINKAGE_M:
+            r = []
+            for _ in range(draws):
+                x, dout = rng.normal(size=(m, 256)), rng.normal(size=(m, 256))
+                sigma = np.sqrt(x.var(axis=0) + 1e-5)
+                r.append(((sigma * dx_fn(x, dout)) ** 2).sum(axis=0) / (dout**2).sum(axis=0))
+            ratios.append(np.mean(r))
+        return {"m": list(SHRINKAGE_M), "ratio": ratios, "law": law}
+
+    return experiment
+
+
+def _dx_reference(x, dout):
+    return batchnorm_backward(dout, batchnorm_forward(x, np.ones(x.shape[1]), np.zeros(x.shape[1]), 1e-5)[1])[0]
+
+
+def _dx_autograd(x, dout):
+    """A correct alternative: torch's autograd in float32, per-batch ratios computed the same way."""
+    t = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+    torch.nn.functional.batch_norm(t, None, None, training=True, eps=1e-5).backward(torch.tensor(dout).float())
+    return t.grad.double().numpy()
+
+
+def _dx_constants(x, dout):
+    return dout / np.sqrt(x.var(axis=0) + 1e-5)
+
+
+def _dx_mean_only(x, dout):
+    return (dout - dout.mean(axis=0)) / np.sqrt(x.var(axis=0) + 1e-5)
+
+
+def test_shrinkage_reference_and_alternative_pass(capsys):
+    C.check_gradient_shrinkage(_shrinkage(_dx_reference))
+    C.check_gradient_shrinkage(_shrinkage(_dx_autograd, law="1-2/m", draws=4, seed=5))
+    out = capsys.readouterr().out
+    assert out.count("agree with the checker's") == 2
+
+
+@pytest.mark.parametrize(
+    "experiment, hint",
+    [
+        (_shrinkage(_dx_constants, law="1"), "treats mu and sigma as constants"),
+        (_shrinkage(_dx_mean_only, law="1 - 1/m"), "mean's path but not the variance's"),
+        (_shrinkage(_dx_reference, law="1 - 1/m"), "does not follow from your own ratios"),
+        (_shrinkage(_dx_reference, law="1/m"), "they follow '1 - 2/m'"),
+        (lambda: {"m": list(SHRINKAGE_M), "ratio": [0.0, 0.3, 0.5, 0.7, 0.9, 1.0], "law": "1 - 2/m"}, "disagrees"),
+        (lambda: {"m": [2, 4, 8, 16, 32, 64], "ratio": [0.0] * 6, "law": "1 - 2/m"}, "stated batch sizes"),
+        (lambda: {"m": list(SHRINKAGE_M), "ratio": [0.0] * 6}, "missing ['law']"),
+        (lambda: {"m": list(SHRINKAGE_M), "ratio": [0.0] * 5, "law": "1"}, "shape"),
+        (lambda: [0.5] * 6, "must return a dict"),
+    ],
+)
+def test_shrinkage_wrong_or_made_up_measurements_fail(experiment, hint):
+    _fails(C.check_gradient_shrinkage, experiment, match=hint)
+
+
+def test_shrinkage_stub_fails():
+    def stub():
+        raise NotImplementedError("write your solution here")
+
+    _fails(C.check_gradient_shrinkage, stub, match="not filled in yet")
+    ok = _shrinkage(_dx_reference)
+    _fails(C.check_gradient_shrinkage, lambda: ok() | {"law": None}, match="not filled in yet")
+    _fails(C.check_gradient_shrinkage, lambda: ok() | {"ratio": [np.nan] * 6}, match="NaN")
