@@ -158,7 +158,12 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
 
 
 # the thinking exercises' checkers (issue 19) grade predictions and measurements: tests/test_checks_thinking.py
-THINKING = {"check_gradient_shrinkage", "check_m2_gradient"}
+THINKING = {
+    "check_gradient_shrinkage",
+    "check_m2_gradient",
+    "check_train_eval_ratio",
+    "check_train_mode_sweep",
+}
 
 
 def _public_checkers() -> list[str]:

@@ -4,6 +4,8 @@ reference and on an alternative implementation, and fail on wrong or made-up mea
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -11,10 +13,16 @@ import torch
 import bncourse.checks as C
 from bncourse.checks import thinking
 from bncourse.checks.batchnorm import M2_DOUT, M2_X, SHRINKAGE_M
+from bncourse.checks.inference import SWEEP_M
 from bncourse.gradcheck import eval_numerical_gradient_array
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
-THINKING = {"check_gradient_shrinkage", "check_m2_gradient"}  # the checkers this file covers
+THINKING = {  # the checkers this file covers
+    "check_gradient_shrinkage",
+    "check_m2_gradient",
+    "check_train_eval_ratio",
+    "check_train_mode_sweep",
+}
 
 
 def _fails(fn, *args, match: str) -> str:
@@ -170,3 +178,140 @@ def test_shrinkage_stub_fails():
     ok = _shrinkage(_dx_reference)
     _fails(C.check_gradient_shrinkage, lambda: ok() | {"law": None}, match="not filled in yet")
     _fails(C.check_gradient_shrinkage, lambda: ok() | {"ratio": [np.nan] * 6}, match="NaN")
+
+
+# ------------------------------------------------------------------------------------------------ chapter 4
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small BN network trained on a synthetic 4-class problem, in eval mode, and its test data."""
+    from bncourse.models import MLP
+
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(20, 4, generator=g)
+    x = torch.randn(1536, 20, generator=g) * 2 + 1
+    y = (x @ teacher).argmax(1)
+    model = MLP((20, 32, 32, 4), norm="bn", activation="relu", init="default", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(200):
+        idx = torch.randint(0, 1024, (32,), generator=g)
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), x[1024:], y[1024:]
+
+
+def _acc(net, x, y, m=None):
+    with torch.no_grad():
+        if m is None:
+            return (net(x).argmax(1) == y).float().mean().item()
+        return (
+            torch.cat([net(x[i : i + m]).argmax(1) == y[i : i + m] for i in range(0, len(x), m)]).float().mean().item()
+        )
+
+
+def _sweep(model, x, y):
+    """The page's solution."""
+    ms, net = [2, 4, 8, 16, 64, 256], copy.deepcopy(model).train()
+    accs = [_acc(net, x, y, m) for m in ms]
+    eval_acc = _acc(model, x, y)
+    smallest = next(m for m, a in zip(ms, accs, strict=True) if a >= eval_acc - 0.02)
+    return {"m": ms, "train_acc": accs, "eval_acc": eval_acc, "smallest_m": smallest}
+
+
+def _sweep_restore(model, x, y):
+    """A correct alternative: the BN layers alone switched to train mode on the model itself, buffers restored,
+    the batches made by torch.split, float64 counts, numpy outputs."""
+    saved = copy.deepcopy(model.state_dict())
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    accs = []
+    for m in SWEEP_M:
+        for bn in bns:
+            bn.train()
+        with torch.no_grad():
+            right = sum(int((model(a).argmax(1) == b).sum()) for a, b in zip(x.split(m), y.split(m), strict=True))
+        accs.append(right / len(x))
+    model.load_state_dict(saved)
+    model.eval()
+    eval_acc = _acc(model, x, y)
+    ok = [m for m, a in zip(SWEEP_M, accs, strict=True) if a >= eval_acc - 0.02]
+    return {"m": np.array(SWEEP_M), "train_acc": np.array(accs), "eval_acc": np.float64(eval_acc), "smallest_m": ok[0]}
+
+
+def test_ratio_predictions(trained, capsys):
+    C.check_train_eval_ratio(0.75, 0.76)
+    C.check_train_eval_ratio(np.array([0.7]), 0.76)
+    assert "running averages" in capsys.readouterr().out
+    for p, hint in ((1.0, "two modes agree"), (0.12, "chance level"), (1.3, "Above 1"), (0.45, "off by")):
+        assert "Why" in _fails(C.check_train_eval_ratio, p, 0.76, match=hint)
+    _fails(C.check_train_eval_ratio, None, 0.76, match="not filled in yet")
+    _fails(C.check_train_eval_ratio, ..., 0.76, match="not filled in yet")
+    _fails(C.check_train_eval_ratio, "0.8", 0.76, match="str")
+    _fails(C.check_train_eval_ratio, 0.8, -1.0, match="experiment cell")
+    model, x, y = trained
+    measured = _acc(copy.deepcopy(model).train(), x, y, 4) / _acc(model, x, y)
+    assert 0.2 < measured < 0.98, measured  # train mode at m = 4 costs accuracy here too
+    C.check_train_eval_ratio(measured, measured)
+
+
+def test_sweep_reference_and_alternative_pass(trained, capsys):
+    model, x, y = trained
+    before = copy.deepcopy(model.state_dict())
+    C.check_train_mode_sweep(_sweep, model, x, y)
+    C.check_train_mode_sweep(_sweep_restore, model, x, y)
+    assert capsys.readouterr().out.count("agree with the checker's") == 2
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()) and not model.training
+
+
+def _no_copy(model, x, y):
+    res = _sweep(model, x, y)
+    model.train()
+    _acc(model, x, y, 8)  # measured on the model itself: its running statistics move
+    return res
+
+
+def _eval_only(model, x, y):
+    res = _sweep(model, x, y)
+    return res | {"train_acc": [_acc(model, x, y)] * 6}
+
+
+def _shuffled(model, x, y):
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+    return _sweep(model, x[perm], y[perm]) | {"eval_acc": _acc(model, x, y)}
+
+
+@pytest.mark.parametrize(
+    "change, hint",
+    [
+        (_no_copy, "changed the model"),
+        (_eval_only, "stayed in eval mode"),
+        (_shuffled, "disagrees"),
+        (lambda m, x, y: _sweep(m, x, y) | {"smallest_m": 2}, "does not follow"),
+        (lambda m, x, y: _sweep(m, x, y) | {"eval_acc": 100 * _acc(m, x, y)}, "not a percentage"),
+        (lambda m, x, y: _sweep(m, x, y) | {"train_acc": [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]}, "disagrees"),
+        (lambda m, x, y: _sweep(m, x, y) | {"m": [1, 2, 4, 8, 16, 32]}, "stated batch sizes"),
+        (lambda m, x, y: {"train_acc": [0.5] * 6}, "missing"),
+        (lambda m, x, y: 0.9, "must return a dict"),
+    ],
+)
+def test_sweep_wrong_or_made_up_measurements_fail(trained, change, hint):
+    model, x, y = trained
+    before = copy.deepcopy(model.state_dict())
+    _fails(C.check_train_mode_sweep, change, model, x, y, match=hint)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "the checker restores the model"
+
+
+def test_sweep_stub_fails(trained):
+    def stub(model, x, y):
+        raise NotImplementedError("write your solution here")
+
+    _fails(C.check_train_mode_sweep, stub, *trained, match="not filled in yet")
+    _fails(C.check_train_mode_sweep, lambda *a: _sweep(*a) | {"eval_acc": None}, *trained, match="None")
+
+
+def test_every_thinking_checker_is_public_and_covered():
+    from test_checks_bad_returns import THINKING as EXCLUDED
+
+    assert THINKING == EXCLUDED and THINKING <= set(C.__all__)

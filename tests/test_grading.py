@@ -188,7 +188,7 @@ def _class(tmp: Path) -> dict[str, list[float] | str]:
     _set_block(
         nb, 0, __import__("textwrap").dedent(HONEST_BLOCKS[0]).replace("(xc**2).mean(axis=0)", "x.var(axis=0, ddof=1)")
     )
-    save("wrong_forward", nb, NONE)
+    save("wrong_forward", nb, [0, 0, 1, 0])  # exercise 3, a prediction, does not call the forward
     (out / "invalid_json.ipynb").write_text('{"cells": [')
     expect["invalid_json"] = "error"
     (out / "not_a_notebook.ipynb").write_text("[1, 2, 3]")
@@ -272,9 +272,9 @@ def test_empty_wrong_and_bad_files(graded):
     for bad in ("invalid_json", "not_a_notebook"):
         assert rows[bad]["status"].startswith("error:") and rows[bad]["total"] == "0"
     feedback = (out / "feedback" / "wrong_forward.md").read_text()
-    assert "Score: **0 / 3**" in feedback and "It reports:" in feedback
+    assert f"Score: **1 / {N}**" in feedback and "It reports:" in feedback
     assert "Not graded" in (out / "feedback" / "invalid_json.md").read_text()
-    assert "3 / 3" in (out / "feedback" / "solution.md").read_text()
+    assert f"{N} / {N}" in (out / "feedback" / "solution.md").read_text()
 
 
 def test_runtime_guard_catches_a_patch_when_static_flags_only_report(tmp_path):

@@ -8,7 +8,8 @@ NaN or inf), and prints one line when the student's code is right.
 - :mod:`bncourse.checks.covariate_shift` - chapter 2: saturation, the ICS measure, noisy BN, ZCA whitening;
 - :mod:`bncourse.checks.batchnorm` - chapter 3: BN forward, staged and compact backward, the gradient at m = 2
   (predict, then run), how much gradient BN lets through (open experiment);
-- :mod:`bncourse.checks.inference` - chapter 4: running statistics, folding, recalibration;
+- :mod:`bncourse.checks.inference` - chapter 4: running statistics, folding, recalibration, train mode at test
+  time (predict, then run), train-mode accuracy against the test batch size (open experiment);
 - :mod:`bncourse.checks.conv` - chapter 5: spatial BN forward and backward, via 2-D BN, the conv bias;
 - :mod:`bncourse.checks.batchsize` - chapter 6: Ghost BN, Batch Renorm, SyncBN's statistics;
 - :mod:`bncourse.checks.alternatives` - chapter 7: Layer Norm, Group Norm forward and backward.
@@ -41,7 +42,13 @@ from bncourse.checks.covariate_shift import (
     check_saturated_fraction,
     check_zca_whitening,
 )
-from bncourse.checks.inference import check_fold_linear_bn, check_recalibrate, check_running_update
+from bncourse.checks.inference import (
+    check_fold_linear_bn,
+    check_recalibrate,
+    check_running_update,
+    check_train_eval_ratio,
+    check_train_mode_sweep,
+)
 from bncourse.checks.sgd import (
     check_epoch_batches,
     check_gradient_variance,
@@ -79,6 +86,8 @@ __all__ = [
     "check_spatial_groupnorm_forward",
     "check_spatial_via_2d",
     "check_sync_stats",
+    "check_train_eval_ratio",
+    "check_train_mode_sweep",
     "check_zca_whitening",
     "logistic_grad",
 ]

@@ -55,8 +55,9 @@ def grade_prediction(
 ) -> None:
     """Grade a numeric prediction against the measured value(s), within ``tol`` (absolute, every entry).
 
-    ``misconceptions`` are ``(hint, value)`` pairs: what a plausible wrong prediction would be and the idea
-    behind it. A prediction within ``tol`` of one of them fails with its hint; any other wrong prediction
+    ``misconceptions`` are ``(hint, value)`` pairs: what a plausible wrong prediction would be (a value, or a
+    function of the prediction array that says whether it is one) and the idea behind it. A prediction within
+    ``tol`` of one of them (or accepted by its function) fails with its hint; any other wrong prediction
     fails with the measured value. The ``explanation`` is printed when right and added to the error when wrong.
     """
     m = np.asarray(measured, dtype=np.float64)
@@ -67,7 +68,7 @@ def grade_prediction(
         print(f"Why: {explanation}")
         return
     for hint, value in misconceptions:
-        if float(np.max(np.abs(p - np.asarray(value, dtype=np.float64)))) <= tol:
+        if value(p) if callable(value) else float(np.max(np.abs(p - np.asarray(value, dtype=np.float64)))) <= tol:
             fail(name, f"you predicted {_fmt(p)}; the experiment measured {_fmt(m)}. {hint}\nWhy: {explanation}")
     fail(name, f"you predicted {_fmt(p)}; the experiment measured {_fmt(m)} (off by {err:.3g}, tolerance {tol:g}).\n"
                f"Why: {explanation}")  # fmt: skip
