@@ -159,8 +159,12 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
 
 # the thinking exercises' checkers (issue 19) grade predictions and measurements: tests/test_checks_thinking.py
 THINKING = {
+    "check_bias_before_bn",
+    "check_diverging_runs",
     "check_gradient_shrinkage",
+    "check_largest_stable_lr",
     "check_m2_gradient",
+    "check_mean_only_saturation",
     "check_train_eval_ratio",
     "check_train_mode_sweep",
 }

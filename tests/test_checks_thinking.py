@@ -13,13 +13,19 @@ import torch
 import bncourse.checks as C
 from bncourse.checks import thinking
 from bncourse.checks.batchnorm import M2_DOUT, M2_X, SHRINKAGE_M
+from bncourse.checks.covariate_shift import BIAS_STEPS, bias_run
 from bncourse.checks.inference import SWEEP_M
+from bncourse.checks.sgd import STABLE_LRS, stability_runs
 from bncourse.gradcheck import eval_numerical_gradient_array
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
 THINKING = {  # the checkers this file covers
+    "check_bias_before_bn",
+    "check_diverging_runs",
     "check_gradient_shrinkage",
+    "check_largest_stable_lr",
     "check_m2_gradient",
+    "check_mean_only_saturation",
     "check_train_eval_ratio",
     "check_train_mode_sweep",
 }
@@ -315,3 +321,207 @@ def test_every_thinking_checker_is_public_and_covered():
     from test_checks_bad_returns import THINKING as EXCLUDED
 
     assert THINKING == EXCLUDED and THINKING <= set(C.__all__)
+
+
+# ------------------------------------------------------------------------------------------------ chapter 1
+
+
+def test_diverging_runs_predictions(capsys):
+    measured = ["plain, std 1"]
+    C.check_diverging_runs("plain, std 1 only", measured)
+    C.check_diverging_runs(" Plain, std 1 ONLY ", tuple(measured))
+    assert "1/|W|" in capsys.readouterr().out
+    for p, hint in (
+        ("none", "not safe for large ones"),
+        ("both plain runs", "still trains at lr = 3"),
+        ("both std 1 runs", "removes the weights' scale"),
+        ("all four", "keeps both initial scales training"),
+    ):
+        assert "Why" in _fails(C.check_diverging_runs, p, measured, match=hint)
+    _fails(C.check_diverging_runs, None, measured, match="not filled in yet")
+    _fails(C.check_diverging_runs, ..., measured, match="not filled in yet")
+    _fails(C.check_diverging_runs, "plain only", measured, match="one of")
+    _fails(C.check_diverging_runs, "none", ["plain std 1"], match="experiment cell")
+    _fails(C.check_diverging_runs, "none", ["BN, std 1"], match="none of the outcomes")
+    C.check_diverging_runs("both plain runs", ["plain, std 1", "plain, std 0.1"])  # graded on what was measured
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    from bncourse.data import load_dataset
+
+    return load_dataset("fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def sweep(fashion):
+    """The page's solution: every run of the open experiment through the engine at once."""
+    from bncourse.experiments.sgd_sensitivity import classify
+
+    lrs = list(STABLE_LRS)
+    loss, acc = stability_runs(fashion, [(norm, lr) for norm in (None, "bn") for lr in lrs])
+    loss, acc = loss.reshape(2, 6), acc.reshape(2, 6)
+    n = np.cumprod(classify(loss, acc) != 2, axis=1).sum(axis=1)
+    return dict(lr=lrs, plain_loss=loss[0], plain_acc=acc[0], bn_loss=loss[1], bn_acc=acc[1],
+                plain_max_lr=lrs[n[0] - 1], bn_max_lr=lrs[n[1] - 1])  # fmt: skip
+
+
+def _torch_loop(ds, norm, lr):
+    """A correct alternative: one plain PyTorch training loop per run, autograd and torch.optim.SGD."""
+    from bncourse.data import batch_indices, flat_images
+    from bncourse.models import paper_mlp
+
+    x, y = flat_images(ds.x_train), torch.as_tensor(ds.y_train)
+    model, losses = paper_mlp(norm=norm, init_std=0.1, seed=0), []
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for idx in batch_indices(len(x), 60, 200, data_seed=0):
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        acc = (model.eval()(flat_images(ds.x_test[:1000])).argmax(1) == torch.as_tensor(ds.y_test[:1000])).float()
+    return float(np.mean(losses)), acc.mean().item()
+
+
+def test_stable_lr_reference_and_alternative_pass(fashion, sweep, capsys):
+    assert sweep["plain_max_lr"] < sweep["bn_max_lr"]
+    C.check_largest_stable_lr(lambda: sweep, fashion)
+    # the alternative measures only up to the first divergence, and reports later runs as NaN losses
+    alt = {k: (list(v) if k.endswith(("_loss", "_acc")) else v) for k, v in sweep.items()}
+    for norm in ("plain", "bn"):
+        k = STABLE_LRS.index(sweep[f"{norm}_max_lr"])
+        for i in (k, k + 1):
+            alt[f"{norm}_loss"][i], alt[f"{norm}_acc"][i] = _torch_loop(fashion, None if norm == "plain" else "bn",
+                                                                        STABLE_LRS[i])  # fmt: skip
+        alt[f"{norm}_loss"][k + 2 :] = [np.nan] * len(alt[f"{norm}_loss"][k + 2 :])
+        alt[f"{norm}_acc"][k + 2 :] = [0.1] * len(alt[f"{norm}_acc"][k + 2 :])
+    C.check_largest_stable_lr(lambda: alt, fashion)
+    assert capsys.readouterr().out.count("agree with the checker's runs") == 2
+
+
+def _made_up(sweep):
+    """Made-up numbers that tell a consistent story: the plain network stable up to lr = 10."""
+    return sweep | {"plain_loss": [1.0, 0.9, 0.8, 0.8, 50.0, 300.0], "plain_acc": [0.6, 0.65, 0.7, 0.7, 0.1, 0.1],
+                    "plain_max_lr": 10.0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change, hint",
+    [
+        (lambda s: s | {"bn_max_lr": 100.0}, "does not follow from your own measurements"),
+        (lambda s: s | {"plain_max_lr": 1.0}, "does not follow from your own measurements"),
+        (_made_up, "disagrees with the checker's own measurement"),
+        (lambda s: s | {"bn_acc": 100 * np.asarray(s["bn_acc"])}, "fractions"),
+        (lambda s: s | {"lr": [0.1, 0.3, 1, 3, 10, 30]}, "stated rates"),
+        (lambda s: s | {"bn_loss": s["plain_loss"], "bn_acc": s["plain_acc"], "bn_max_lr": s["plain_max_lr"]},
+         "disagrees|no more stable"),
+        (lambda s: {k: v for k, v in s.items() if k != "bn_max_lr"}, "missing ['bn_max_lr']"),
+        (lambda s: s | {"plain_max_lr": None}, "None"),
+    ],
+)  # fmt: skip
+def test_stable_lr_wrong_or_made_up_measurements_fail(fashion, sweep, change, hint):
+    _fails(C.check_largest_stable_lr, lambda: change(sweep), fashion, match=hint)
+
+
+def test_stable_lr_stub_fails(fashion):
+    def stub():
+        raise NotImplementedError("write your solution here")
+
+    _fails(C.check_largest_stable_lr, stub, fashion, match="not filled in yet")
+
+
+# ------------------------------------------------------------------------------------------------ chapter 2
+
+
+def test_mean_only_saturation_predictions(capsys):
+    measured = [0.515, 0.327, 0.0]
+    for p in (0.35, 0.25, [0.42]):
+        C.check_mean_only_saturation(p, measured)
+    assert "unit scale" in capsys.readouterr().out
+    for p, hint in ((0.0, "leaves its spread"), (0.5, "removes each unit's own offset"), (33.0, "percentage"),
+                    (0.8, "off by")):  # fmt: skip
+        assert "Why" in _fails(C.check_mean_only_saturation, p, measured, match=hint)
+    _fails(C.check_mean_only_saturation, None, measured, match="not filled in yet")
+    _fails(C.check_mean_only_saturation, ..., measured, match="not filled in yet")
+    _fails(C.check_mean_only_saturation, 0.3, [0.1, 0.3, 0.0], match="experiment cell")
+    _fails(C.check_mean_only_saturation, 0.3, [0.5, 0.3], match="shape")
+
+
+def _bias_experiment(ds, remove_output_bias=False, output_bias_moved=False, steps=BIAS_STEPS):
+    """The page's solution, or a mistake: the output layer's bias removed too, or its change measured."""
+
+    def experiment():
+        from bncourse.models import paper_mlp
+
+        models = {b: paper_mlp(norm="bn", seed=0) for b in (True, False)}
+        lin = {b: [m for m in models[b].net if isinstance(m, torch.nn.Linear)] for b in models}
+        for layer in lin[False] if remove_output_bias else lin[False][:-1]:
+            layer.bias = None
+        watched = lin[True] if output_bias_moved else lin[True][:-1]
+        b0 = [m.bias.detach().clone() for m in watched]
+        losses = {b: _train(models[b], ds, steps) for b in models}
+        moved = max((m.bias.detach() - b).abs().max().item() for m, b in zip(watched, b0, strict=True))
+        same = max(abs(a - b) for a, b in zip(losses[True], losses[False], strict=True)) < 1e-3
+        return {"loss_with_bias": losses[True], "loss_without_bias": losses[False], "bias_moved": moved,
+                "redundant": same}  # fmt: skip
+
+    return experiment
+
+
+def _train(model, ds, steps):
+    from bncourse.data import batch_indices, flat_images
+
+    x, y = flat_images(ds.x_train), torch.as_tensor(ds.y_train)
+    opt, losses = torch.optim.SGD(model.parameters(), lr=0.5), []
+    for idx in batch_indices(len(x), 60, steps, data_seed=0):
+        loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.fixture(scope="module")
+def bias_result(fashion):
+    return _bias_experiment(fashion)()
+
+
+def test_bias_reference_and_alternative_pass(fashion, bias_result, capsys):
+    C.check_bias_before_bn(lambda: bias_result, fashion)
+    # an alternative: the package's run, numpy arrays, a numpy bool
+    alt = {"loss_with_bias": np.array(bias_run(True, BIAS_STEPS, fashion)),
+           "loss_without_bias": np.array(bias_run(False, BIAS_STEPS, fashion)), "bias_moved": np.float32(0.0),
+           "redundant": np.bool_(True)}  # fmt: skip
+    C.check_bias_before_bn(lambda: alt, fashion)
+    assert capsys.readouterr().out.count("agree with the checker's") == 2
+
+
+@pytest.mark.parametrize(
+    "change, hint",
+    [
+        (lambda r: r | {"redundant": False}, "does not follow from your curves"),
+        (lambda r: r | {"bias_moved": 0.3}, "output layer's bias"),
+        (lambda r: r | {"loss_with_bias": [2.3] * BIAS_STEPS, "loss_without_bias": [2.3] * BIAS_STEPS},
+         "disagrees with the checker's own measurement"),
+        (lambda r: r | {"loss_without_bias": r["loss_without_bias"][:5] + [2.0] * (BIAS_STEPS - 5),
+                        "redundant": False}, "differ by up to"),
+        (lambda r: r | {"redundant": "yes"}, "True or False"),
+        (lambda r: r | {"loss_with_bias": r["loss_with_bias"][:50]}, "shape"),
+    ],
+)  # fmt: skip
+def test_bias_wrong_or_made_up_measurements_fail(fashion, bias_result, change, hint):
+    _fails(C.check_bias_before_bn, lambda: change(bias_result), fashion, match=hint)
+
+
+def test_bias_mistakes_in_the_experiment_fail(fashion):
+    _fails(C.check_bias_before_bn, _bias_experiment(fashion, output_bias_moved=True), fashion, match="output layer")
+    _fails(C.check_bias_before_bn, _bias_experiment(fashion, remove_output_bias=True), fashion,
+           match="disagrees|differ")  # fmt: skip
+
+    def stub():
+        raise NotImplementedError("write your solution here")
+
+    _fails(C.check_bias_before_bn, stub, fashion, match="not filled in yet")

@@ -4,8 +4,10 @@ on the kit in :mod:`bncourse.checks.base` (the thinking exercises of issue 19 al
 (also when the student's code raises, or returns None, a string, a ragged list, complex values, the wrong shape,
 NaN or inf), and prints one line when the student's code is right.
 
-- :mod:`bncourse.checks.sgd` - chapter 1: minibatch gradient, epochs, SGD, the gradient's variance;
-- :mod:`bncourse.checks.covariate_shift` - chapter 2: saturation, the ICS measure, noisy BN, ZCA whitening;
+- :mod:`bncourse.checks.sgd` - chapter 1: minibatch gradient, epochs, SGD, the gradient's variance, which runs
+  diverge (predict, then run), the largest stable learning rate with and without BN (open experiment);
+- :mod:`bncourse.checks.covariate_shift` - chapter 2: saturation, the ICS measure, noisy BN, ZCA whitening,
+  saturation with the mean only (predict, then run), the bias before BN (open experiment);
 - :mod:`bncourse.checks.batchnorm` - chapter 3: BN forward, staged and compact backward, the gradient at m = 2
   (predict, then run), how much gradient BN lets through (open experiment);
 - :mod:`bncourse.checks.inference` - chapter 4: running statistics, folding, recalibration, train mode at test
@@ -37,7 +39,9 @@ from bncourse.checks.conv import (
     check_spatial_via_2d,
 )
 from bncourse.checks.covariate_shift import (
+    check_bias_before_bn,
     check_gradient_change,
+    check_mean_only_saturation,
     check_noisy_bn,
     check_saturated_fraction,
     check_zca_whitening,
@@ -50,8 +54,10 @@ from bncourse.checks.inference import (
     check_train_mode_sweep,
 )
 from bncourse.checks.sgd import (
+    check_diverging_runs,
     check_epoch_batches,
     check_gradient_variance,
+    check_largest_stable_lr,
     check_logistic_grad,
     check_minibatch_variance,
     check_sgd_epoch,
@@ -63,7 +69,9 @@ __all__ = [
     "check_batchnorm_backward",
     "check_batchnorm_backward_alt",
     "check_batchnorm_forward",
+    "check_bias_before_bn",
     "check_combine_moments",
+    "check_diverging_runs",
     "check_epoch_batches",
     "check_fold_conv_bias",
     "check_fold_linear_bn",
@@ -71,9 +79,11 @@ __all__ = [
     "check_gradient_change",
     "check_gradient_shrinkage",
     "check_gradient_variance",
+    "check_largest_stable_lr",
     "check_layernorm_forward",
     "check_logistic_grad",
     "check_m2_gradient",
+    "check_mean_only_saturation",
     "check_minibatch_variance",
     "check_noisy_bn",
     "check_recalibrate",

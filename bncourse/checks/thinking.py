@@ -119,10 +119,14 @@ def as_record(res: Any, name: str, fn: str, keys: dict[str, tuple[int, ...] | No
     return out
 
 
-def agree(name: str, what: str, got: np.ndarray, ref: np.ndarray, tol: float, labels: Sequence[Any], hint: str) -> None:
-    """Fail unless every entry of the student's measured ``got`` is within ``tol`` (absolute) of ``ref``, the
-    checker's own measurement of the stated configuration; the message names the entries (``labels``)."""
-    bad = [i for i, (g, r) in enumerate(zip(got, ref, strict=True)) if abs(g - r) > tol]
+def agree(name: str, what: str, got: np.ndarray, ref: np.ndarray, tol: Any, labels: Sequence[Any], hint: str) -> None:
+    """Fail unless every entry of the student's measured ``got`` is within ``tol`` (absolute; a number, or one
+    per entry) of ``ref``, the checker's own measurement of the stated configuration; the message names the
+    entries (``labels``)."""
+    tols = np.broadcast_to(np.asarray(tol, dtype=np.float64), np.shape(ref))
+    bad = [i for i, (g, r, t) in enumerate(zip(got, ref, tols, strict=True)) if abs(g - r) > t]
     if bad:
         rows = "; ".join(f"{labels[i]}: yours {got[i]:.3g}, measured here {ref[i]:.3g}" for i in bad)
-        fail(name, f"{what} disagrees with the checker's own measurement (tolerance {tol:g}) at {rows}. {hint}")
+        fail(
+            name, f"{what} disagrees with the checker's own measurement (tolerance {tols[bad[0]]:g}) at {rows}. {hint}"
+        )
