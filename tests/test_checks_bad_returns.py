@@ -165,6 +165,7 @@ THINKING = {
     "check_largest_stable_lr",
     "check_m2_gradient",
     "check_mean_only_saturation",
+    "check_sampled_variance",
     "check_train_eval_ratio",
     "check_train_mode_sweep",
 }

@@ -15,7 +15,7 @@ from bncourse.checks import thinking
 from bncourse.checks.batchnorm import M2_DOUT, M2_X, SHRINKAGE_M
 from bncourse.checks.covariate_shift import BIAS_STEPS, bias_run
 from bncourse.checks.inference import SWEEP_M
-from bncourse.checks.sgd import STABLE_LRS, stability_runs
+from bncourse.checks.sgd import SAMPLED_SIZES, STABLE_LRS, stability_runs
 from bncourse.gradcheck import eval_numerical_gradient_array
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
@@ -26,6 +26,7 @@ THINKING = {  # the checkers this file covers
     "check_largest_stable_lr",
     "check_m2_gradient",
     "check_mean_only_saturation",
+    "check_sampled_variance",
     "check_train_eval_ratio",
     "check_train_mode_sweep",
 }
@@ -525,3 +526,69 @@ def test_bias_mistakes_in_the_experiment_fail(fashion):
         raise NotImplementedError("write your solution here")
 
     _fails(C.check_bias_before_bn, stub, fashion, match="not filled in yet")
+
+
+def _sampled(grads, rng, replace_swapped=False, per_coordinate=False, one_example=False, law="(n - N)/(n - 1)"):
+    """The page's solution, or one of its mistakes."""
+    n, sizes, full = len(grads), [1, 2, 5, 8, 10], grads.mean(axis=0)
+    var = {True: [], False: []}
+    for replace in (True, False):
+        for size in sizes:
+            idx = np.array([rng.choice(n, size, replace=replace ^ replace_swapped) for _ in range(4000)])
+            g = grads[idx[:, 0]] if one_example else grads[idx].mean(axis=1)
+            sq = ((g - full) ** 2).mean(axis=1) if per_coordinate else ((g - full) ** 2).sum(axis=1)
+            var[replace].append(sq.mean())
+    return {"batch_size": sizes, "with_replacement": var[True], "without_replacement": var[False], "law": law}
+
+
+def _sampled_vectorised(grads, rng):
+    """A correct alternative: whole arrays of draws (integers with replacement, a random permutation's first N
+    without), float32 arrays, a different number of draws, the law with other spacing."""
+    n, full, out = len(grads), grads.mean(axis=0), {}
+    for size in SAMPLED_SIZES:
+        with_r = rng.integers(0, n, (6000, size))
+        without = np.argsort(rng.random((6000, n)), axis=1)[:, :size]
+        for key, idx in (("with_replacement", with_r), ("without_replacement", without)):
+            out.setdefault(key, []).append(np.float32(((grads[idx].mean(axis=1) - full) ** 2).sum(axis=1).mean()))
+    return {"batch_size": np.array(SAMPLED_SIZES), **{k: np.array(v) for k, v in out.items()}, "law": "(n-N)/(n-1)"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_sampled_variance_reference_and_alternative_pass(seed, capsys):
+    C.check_sampled_variance(lambda g, rng: _sampled(g, np.random.default_rng(seed)))
+    C.check_sampled_variance(lambda g, rng: _sampled_vectorised(g, np.random.default_rng(seed)))
+    assert capsys.readouterr().out.count("within 10% of the exact values") == 2
+
+
+def _typed_formula(grads, rng):
+    n, sizes = len(grads), np.array([1, 2, 5, 8, 10])
+    tr = ((grads - grads.mean(axis=0)) ** 2).sum() / n
+    without = tr / sizes * (n - sizes) / (n - 1)
+    law = "(n - N)/(n - 1)"
+    return {"batch_size": sizes, "with_replacement": tr / sizes, "without_replacement": without, "law": law}
+
+
+@pytest.mark.parametrize(
+    "experiment, hint",
+    [
+        (_typed_formula, "computed, not measured"),
+        (lambda g, rng: _sampled(g, rng, replace_swapped=True), "other sampling scheme"),
+        (lambda g, rng: _sampled(g, rng, per_coordinate=True), "times too small"),
+        (lambda g, rng: _sampled(g, rng, one_example=True), "do not change with N"),
+        (lambda g, rng: _sampled(g, rng, law="1"), "they follow '(n - N)/(n - 1)'"),
+        (lambda g, rng: _sampled(g, rng, law="N/n"), "does not follow from your ratios"),
+        (lambda g, rng: _sampled(g, rng) | {"with_replacement": [2.0, 1.0, 0.5, 0.3, 0.2]}, "disagrees"),
+        (lambda g, rng: _sampled(g, rng) | {"batch_size": [1, 2, 4, 8, 10]}, "stated batch sizes"),
+        (lambda g, rng: _sampled(g, rng) | {"law": None}, "not filled in yet"),
+        (lambda g, rng: 0.5, "must return a dict"),
+    ],
+)
+def test_sampled_variance_mistakes_fail(experiment, hint):
+    _fails(C.check_sampled_variance, experiment, match=hint)
+
+
+def test_sampled_variance_stub_fails():
+    def stub(grads, rng):
+        raise NotImplementedError("write your solution here")
+
+    _fails(C.check_sampled_variance, stub, match="not filled in yet")

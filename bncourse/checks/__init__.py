@@ -4,8 +4,9 @@ on the kit in :mod:`bncourse.checks.base` (the thinking exercises of issue 19 al
 (also when the student's code raises, or returns None, a string, a ragged list, complex values, the wrong shape,
 NaN or inf), and prints one line when the student's code is right.
 
-- :mod:`bncourse.checks.sgd` - chapter 1: minibatch gradient, epochs, SGD, the gradient's variance, which runs
-  diverge (predict, then run), the largest stable learning rate with and without BN (open experiment);
+- :mod:`bncourse.checks.sgd` - chapter 1: minibatch gradient, epochs, SGD, the gradient's variance (computed,
+  and measured by sampling minibatches), which runs diverge (predict, then run), the largest stable learning
+  rate with and without BN (open experiment);
 - :mod:`bncourse.checks.covariate_shift` - chapter 2: saturation, the ICS measure, noisy BN, ZCA whitening,
   saturation with the mean only (predict, then run), the bias before BN (open experiment);
 - :mod:`bncourse.checks.batchnorm` - chapter 3: BN forward, staged and compact backward, the gradient at m = 2
@@ -60,6 +61,7 @@ from bncourse.checks.sgd import (
     check_largest_stable_lr,
     check_logistic_grad,
     check_minibatch_variance,
+    check_sampled_variance,
     check_sgd_epoch,
     logistic_grad,
 )
@@ -88,6 +90,7 @@ __all__ = [
     "check_noisy_bn",
     "check_recalibrate",
     "check_running_update",
+    "check_sampled_variance",
     "check_saturated_fraction",
     "check_sgd_epoch",
     "check_spatial_backward",

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, judge
-from bncourse.checks.thinking import agree, as_record, grade_choice
+from bncourse.checks.thinking import agree, as_choice, as_record, grade_choice
 
 __all__ = [
     "DIVERGE_RUNS",
+    "SAMPLED_SIZES",
     "STABLE_LRS",
     "check_diverging_runs",
     "check_epoch_batches",
@@ -34,6 +35,7 @@ __all__ = [
     "check_largest_stable_lr",
     "check_logistic_grad",
     "check_minibatch_variance",
+    "check_sampled_variance",
     "check_sgd_epoch",
     "logistic_grad",
     "stability_runs",
@@ -558,3 +560,87 @@ def check_largest_stable_lr(experiment: Callable, ds: Any) -> None:
           f"{rec['bn_max_lr'] / rec['plain_max_lr']:g} times larger. BN keeps every layer's inputs at unit scale "
           "whatever the weights do, so a large step that blows up the pre-activations of the plain network is "
           "normalised away in the BN network.")  # fmt: skip
+
+
+SAMPLED_SIZES = (1, 2, 5, 8, 10)  # the batch sizes of the sampling experiment, on n = 10 examples
+_SAMPLED_LAWS = {  # (without replacement) / (with replacement), as a function of N and n
+    "1": lambda n_b, n: np.ones_like(n_b),
+    "(n - N)/(n - 1)": lambda n_b, n: (n - n_b) / (n - 1),
+    "1/N": lambda n_b, n: 1 / n_b,
+    "N/n": lambda n_b, n: n_b / n,
+}
+_SAMPLED_REL, _SAMPLED_LAW_TOL = 0.1, 0.08
+
+
+def _sampled_grads() -> np.ndarray:
+    """The n = 10 per-example gradients (P = 8) the sampling experiment runs on: anisotropic, with a mean."""
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(10, 8)) * np.linspace(0.5, 2.0, 8) + rng.normal(size=8)
+
+
+def check_sampled_variance(experiment: Callable) -> None:
+    """Grade the open experiment: the variance of a minibatch gradient, measured by sampling minibatches.
+
+    ``experiment(per_example_grads, rng)`` gets ``n = 10`` per-example gradients ``(10, P)`` and a generator, and
+    returns ``{"batch_size": SAMPLED_SIZES, "with_replacement": (5,), "without_replacement": (5,), "law": ...}``:
+    for each batch size N the mean of ``||g_B - grad L||^2`` over 4,000 sampled minibatches of N examples
+    drawn with and without replacement, and which law the ratio (without) / (with) follows: one of ``"1"``,
+    ``"(n - N)/(n - 1)"``, ``"1/N"``, ``"N/n"``. The checker knows the exact values (tr Sigma / N, times
+    (n - N) / (n - 1) without replacement) and accepts measurements within 10%; values that equal the formula
+    to rounding were typed in, not measured, and fail. The law must fit the student's own ratios within 0.08.
+
+    Raises:
+        AssertionError: when a measurement or the conclusion is wrong, or the function raises.
+    """
+    name = "check_sampled_variance"
+    grads = _sampled_grads()
+    res = call(experiment, name, grads.copy(), np.random.default_rng(19))
+    k = len(SAMPLED_SIZES)
+    rec = as_record(
+        res,
+        name,
+        "experiment",
+        {"batch_size": (k,), "with_replacement": (k,), "without_replacement": (k,), "law": None},
+    )
+    n_b, n = np.asarray(SAMPLED_SIZES, dtype=np.float64), len(grads)
+    if not np.array_equal(rec["batch_size"], n_b):
+        fail(name, f"measure at N = {list(SAMPLED_SIZES)} (the stated batch sizes, in order); got "
+                   f"{rec['batch_size'].tolist()}")  # fmt: skip
+    trace = ((grads - grads.mean(axis=0)) ** 2).sum() / n
+    exact = {"with_replacement": trace / n_b, "without_replacement": trace / n_b * (n - n_b) / (n - 1)}
+    with_r, without = rec["with_replacement"], rec["without_replacement"]
+    if np.all(np.abs(with_r - exact["with_replacement"]) <= 1e-9 * trace):
+        fail(name, "your values equal the formula tr(Sigma) / N to rounding: they were computed, not measured. "
+                   "Sample 4,000 minibatches per batch size and average ||g_B - grad L||^2 over them.")  # fmt: skip
+    for key, got in (("with_replacement", with_r), ("without_replacement", without)):
+        ref = exact[key]
+        if np.all(np.abs(got - ref) <= _SAMPLED_REL * ref + 1e-9 * trace):
+            continue
+        other = exact["without_replacement" if key == "with_replacement" else "with_replacement"]
+        if np.all(np.abs(got - other) <= _SAMPLED_REL * other + 1e-9 * trace):
+            fail(
+                name,
+                f"your {key} values are those of the other sampling scheme: with replacement an example "
+                "may appear twice in a batch (rng.choice(n, N, replace=True)), without it may not",
+            )
+        if np.all(np.abs(got * grads.shape[1] - ref) <= _SAMPLED_REL * ref + 1e-9 * trace):
+            fail(
+                name,
+                f"your {key} values are {grads.shape[1]} times too small: ||g_B - grad L||^2 sums the "
+                "squared deviations over the P coordinates (a mean over them divides by P)",
+            )
+        if np.all(np.abs(got - ref[0]) <= _SAMPLED_REL * ref[0]):
+            fail(name, f"your {key} values do not change with N: average each minibatch's N gradients into one")
+        agree(name, key, got, ref, _SAMPLED_REL * ref + 1e-9 * trace, [f"N={int(b)}" for b in n_b],
+              "Measure the mean of ||g_B - grad L||^2 over 4,000 sampled minibatches, grad L the mean of all "
+              "n rows.")  # fmt: skip
+    law = as_choice(rec["law"], name, "experiment()['law']", list(_SAMPLED_LAWS))
+    ratio = without / with_r
+    if np.any(np.abs(ratio - _SAMPLED_LAWS[law](n_b, n)) > _SAMPLED_LAW_TOL):
+        fits = [k for k, fn in _SAMPLED_LAWS.items() if np.all(np.abs(ratio - fn(n_b, n)) <= _SAMPLED_LAW_TOL)]
+        fail(name, f"the law {law!r} does not follow from your ratios (without / with) "
+                   f"{np.round(ratio, 3).tolist()}" + (f"; they follow {fits[0]!r}" if fits else ""))  # fmt: skip
+    print(f"{name}: your measurements are within {_SAMPLED_REL:.0%} of the exact values, and the ratio without / "
+          f"with replacement follows {law}: {np.round(ratio, 3).tolist()}. Without replacement a batch cannot "
+          "repeat an example, so it covers more of the n examples; at N = n it is the whole set and its "
+          "gradient is exact (variance 0).")  # fmt: skip
