@@ -459,15 +459,20 @@ _STABLE_STEPS, _STABLE_EVAL = 200, 1000  # SGD steps of 60 examples; test images
 def stability_runs(ds: Any, runs: list[tuple[str | None, float]]) -> tuple[np.ndarray, np.ndarray]:
     """Train the paper's MLP (784-100-100-100-10 sigmoid, Gaussian init std 0.1, seed 0) for 200 SGD steps of 60
     Fashion-MNIST images (``data_seed`` 0) for each ``(norm, lr)`` of ``runs`` with the chapter's engine, and
-    return each run's mean training loss over the steps and its accuracy on the first 1,000 test images."""
+    return each run's mean training loss over the steps and its accuracy on the first 1,000 test images. It runs on
+    the engine's default device, as the student's runs do (near the edge of stability, CPU and GPU rounding
+    may lead a run to a different end)."""
     from bncourse.engine import RunConfig, train_mlps
 
     out = train_mlps(
         [RunConfig(lr=lr, norm=norm, init="gaussian", init_std=0.1) for norm, lr in runs],
         ds.x_train, ds.y_train, ds.x_test[:_STABLE_EVAL], ds.y_test[:_STABLE_EVAL],
-        num_steps=_STABLE_STEPS, batch_size=60, eval_every=_STABLE_STEPS, progress=False, device="cpu",
+        num_steps=_STABLE_STEPS, batch_size=60, eval_every=_STABLE_STEPS, progress=False,
     )  # fmt: skip
     return out["train_loss"][:, -1], out["test_acc"][:, -1]
+
+
+_HUGE = 1e30  # a non-finite loss, as it passes as_array
 
 
 def _finite(v: Any) -> Any:
@@ -476,7 +481,7 @@ def _finite(v: Any) -> Any:
         a = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
         return v
-    return np.nan_to_num(a, nan=1e30, posinf=1e30, neginf=1e30) if a.ndim == 1 else v
+    return np.nan_to_num(a, nan=_HUGE, posinf=_HUGE, neginf=_HUGE) if a.ndim == 1 else v
 
 
 def _largest_stable(lrs: np.ndarray, outcome: np.ndarray) -> float | None:
@@ -524,7 +529,8 @@ def check_largest_stable_lr(experiment: Callable, ds: Any) -> None:
             fail(name, f"{norm}_loss must hold cross-entropy losses (>= 0); got {rec[f'{norm}_loss'].tolist()}")
     claimed, runs = {}, []
     for norm in ("plain", "bn"):
-        outcome = classify(rec[f"{norm}_loss"], rec[f"{norm}_acc"])
+        loss = rec[f"{norm}_loss"]
+        outcome = classify(np.where(loss >= _HUGE, np.inf, loss), rec[f"{norm}_acc"])  # NaN/inf: diverged
         want, got = _largest_stable(lrs, outcome), float(rec[f"{norm}_max_lr"])
         if want is None or not np.isclose(got, want):
             fail(name, f"{norm}_max_lr = {got:g} does not follow from your own measurements: by them the largest "
