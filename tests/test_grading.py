@@ -36,6 +36,8 @@ ASSIGNMENT = load_assignment(SOLUTION)
 CHECKERS = [ASSIGNMENT.nb.cells[e.checker].get("id") for e in ASSIGNMENT.exercises]
 SOLUTION_CELLS = [ASSIGNMENT.nb.cells[e.cells[0]].get("id") for e in ASSIGNMENT.exercises]
 HONEST_BLOCKS = [solution_blocks(ASSIGNMENT.nb.cells[e.cells[0]].source)[0][1] for e in ASSIGNMENT.exercises]
+N = len(ASSIGNMENT.exercises)  # the points each submission can score: all, the first only, none
+ALL, FIRST, NONE = [1] * N, [1] + [0] * (N - 1), [0] * N
 
 
 def _cell(nb, cid):
@@ -64,7 +66,7 @@ def _student(tmp: Path, first_done: bool = True):
 
 def _honest(tmp: Path):
     nb = _student(tmp)
-    for k in (1, 2):
+    for k in range(1, N):
         _set_block(nb, k, __import__("textwrap").dedent(HONEST_BLOCKS[k]))
     return nb
 
@@ -100,16 +102,16 @@ def _class(tmp: Path) -> dict[str, list[float] | str]:
         expect[name] = points
 
     # honest work
-    save("solution", nbformat.read(str(SOLUTION), as_version=4), [1, 1, 1])
-    save("filled_copy", _honest(tmp), [1, 1, 1])
+    save("solution", nbformat.read(str(SOLUTION), as_version=4), ALL)
+    save("filled_copy", _honest(tmp), ALL)
     nb = _honest(tmp)
     nb.metadata["kernelspec"] = {"name": "conda-env-bn-py", "display_name": "bn (conda)", "language": "python"}
-    save("kernel_renamed", nb, [1, 1, 1])
+    save("kernel_renamed", nb, ALL)
     nb = _honest(tmp)
     for i, c in enumerate(c for c in nb.cells if c.cell_type == "code"):
         c.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"old output {i}\n")]
         c.execution_count = None
-    save("outputs_without_counts", nb, [1, 1, 1])
+    save("outputs_without_counts", nb, ALL)
     raw = json.loads(nbformat.writes(_honest(tmp)))
     raw["nbformat_minor"] = 2
     for c in raw["cells"]:
@@ -117,30 +119,30 @@ def _class(tmp: Path) -> dict[str, list[float] | str]:
         c["metadata"] = {"collapsed": False, "trusted": True, "colab": {"base_uri": "x"}}
     raw["metadata"] = {"widgets": {"state": {}}, "accelerator": "GPU"}
     (out / "old_minor_and_metadata.ipynb").write_text(json.dumps(raw))
-    expect["old_minor_and_metadata"] = [1, 1, 1]
+    expect["old_minor_and_metadata"] = ALL
     nb = _honest(tmp)
     for c in nb.cells:
         c["id"] = "x" + c.get("id", "")[::-1]  # new ids, as some front ends write
     code = [c for c in nb.cells if c.cell_type == "code"]
     nb.cells = [c for c in nb.cells if c not in code] + code[::-1]  # and every code cell reordered
-    save("new_ids_and_reordered", nb, [1, 1, 1])
+    save("new_ids_and_reordered", nb, ALL)
     nb = _honest(tmp)
     _set_block(nb, 0, _ALT_FORWARD)
-    save("alternative_forward", nb, [1, 1, 1])
+    save("alternative_forward", nb, ALL)
     nb = _honest(tmp)
     for cid in CHECKERS:
         nb.cells.remove(_cell(nb, cid))  # the student deleted their checker cells: the assignment's still run
-    save("own_checkers_deleted", nb, [1, 1, 1])
+    save("own_checkers_deleted", nb, ALL)
     nb = _honest(tmp)
     _set_block(nb, 0, "# NBVAL_SKIP\n" + __import__("textwrap").dedent(HONEST_BLOCKS[0]))
-    save("nbval_marker_in_block", nb, [1, 1, 1])
+    save("nbval_marker_in_block", nb, ALL)
 
-    # the attacks of the issue: exercise 1 honest, exercises 2 and 3 attacked
+    # the attacks of the issue: exercise 1 honest, the others attacked
     def attacked_checkers(name, edit):
         nb = _student(tmp)
         for cid in CHECKERS[1:]:
             edit(_cell(nb, cid))
-        save(name, nb, [1, 0, 0])
+        save(name, nb, FIRST)
 
     attacked_checkers(
         "try_except", lambda c: setattr(c, "source", f"try:\n    {c.source}\nexcept Exception:\n    pass")
@@ -153,22 +155,20 @@ def _class(tmp: Path) -> dict[str, list[float] | str]:
     nb = _student(tmp)
     cell = _cell(nb, SOLUTION_CELLS[1])
     cell.source += "\n\n\ndef check_batchnorm_backward(*a, **k):\n    return None\n"  # top level, outside the markers
-    save("redefine_checker_outside_block", nb, [1, 0, 0])
+    save("redefine_checker_outside_block", nb, FIRST)
     nb = _student(tmp)
-    _set_block(
-        nb, 1, "global check_batchnorm_backward_alt\ndef check_batchnorm_backward_alt(*a, **k):\n    return None"
-    )
-    save("redefine_checker_in_block", nb, [1, 0, 0])
+    _set_block(nb, 1, "global check_m2_gradient\ndef check_m2_gradient(*a, **k):\n    return None")
+    save("redefine_checker_in_block", nb, FIRST)
     nb = _student(tmp)
     _set_block(nb, 1, _PATCH_ERR)
-    save("patch_private_helper", nb, [1, 0, 0])
+    save("patch_private_helper", nb, FIRST)
     nb = _student(tmp, first_done=False)
     _set_block(nb, 0, "import bncourse.checks.batchnorm as cb\ncb.batchnorm_forward = lambda x, g, b, e: (x, None)\n"
                "out, cache = x, None")  # fmt: skip
-    save("patch_reference", nb, [0, 0, 0])
+    save("patch_reference", nb, NONE)
     nb = _student(tmp, first_done=False)
     _set_block(nb, 0, "from bncourse.norms import batchnorm_forward as ref\nout, cache = ref(x, gamma, beta, eps)")
-    save("calls_reference", nb, [0, 0, 0])
+    save("calls_reference", nb, NONE)
     for name, attack in (  # exercise 2's block hangs or ends the kernel: exercise 1 keeps its point
         ("sleeps", "import time\ntime.sleep(10**6)"),
         ("os_exit", "import os\nos._exit(0)"),
@@ -176,19 +176,19 @@ def _class(tmp: Path) -> dict[str, list[float] | str]:
     ):
         nb = _student(tmp)
         _set_block(nb, 1, attack)
-        save(name, nb, [1, 0, 0])
+        save(name, nb, FIRST)
     nb = _student(tmp)
     keep = nb.cells.index(_cell(nb, CHECKERS[0]))
     nb.cells = nb.cells[: keep + 1]  # exercises 2 and 3 deleted, exercise 1 done
-    save("two_exercises_deleted", nb, [1, 0, 0])
+    save("two_exercises_deleted", nb, FIRST)
 
     # the rest of a class: empty, wrong, malformed
-    save("untouched_copy", _student(tmp, first_done=False), [0, 0, 0])
+    save("untouched_copy", _student(tmp, first_done=False), NONE)
     nb = _honest(tmp)
     _set_block(
         nb, 0, __import__("textwrap").dedent(HONEST_BLOCKS[0]).replace("(xc**2).mean(axis=0)", "x.var(axis=0, ddof=1)")
     )
-    save("wrong_forward", nb, [0, 0, 0])
+    save("wrong_forward", nb, [0, 0, 1, 0])  # exercise 3, a prediction, does not call the forward
     (out / "invalid_json.ipynb").write_text('{"cells": [')
     expect["invalid_json"] = "error"
     (out / "not_a_notebook.ipynb").write_text("[1, 2, 3]")
@@ -228,8 +228,8 @@ def _points(row) -> list[float]:
 def test_honest_work_gets_full_marks(graded, name):
     expect, rows, _, _ = graded
     row = rows[name]
-    assert _points(row) == expect[name] == [1, 1, 1], row
-    assert row["total"] == "3" and row["status"] == "graded" and not row["flags"]
+    assert _points(row) == expect[name] == ALL, row
+    assert row["total"] == str(N) and row["status"] == "graded" and not row["flags"]
 
 
 @pytest.mark.parametrize(
@@ -244,14 +244,14 @@ def test_attack_scores_zero_on_the_attacked_exercise(graded, name):
     expect, rows, _, _ = graded
     row = rows[name]
     assert _points(row) == expect[name], row
-    assert row["max"] == "3", "every exercise of the assignment is graded, whatever the submission deleted"
+    assert row["max"] == str(N), "every exercise of the assignment is graded, whatever the submission deleted"
     for e, p in zip(ASSIGNMENT.exercises, expect[name], strict=True):
         assert bool(row[f"hint: {e.title}"]) == (p == 0), row
 
 
 def test_attack_reasons_are_reported(graded):
     _, rows, _, _ = graded
-    assert "redefines the checker check_batchnorm_backward_alt" in rows["redefine_checker_in_block"]["flags"]
+    assert "redefines the checker check_m2_gradient" in rows["redefine_checker_in_block"]["flags"]
     assert "course package" in rows["patch_private_helper"]["flags"]
     assert "course package" in rows["calls_reference"]["hint: " + ASSIGNMENT.exercises[0].title]
     assert "course package" in rows["patch_reference"]["flags"]
@@ -272,9 +272,9 @@ def test_empty_wrong_and_bad_files(graded):
     for bad in ("invalid_json", "not_a_notebook"):
         assert rows[bad]["status"].startswith("error:") and rows[bad]["total"] == "0"
     feedback = (out / "feedback" / "wrong_forward.md").read_text()
-    assert "Score: **0 / 3**" in feedback and "It reports:" in feedback
+    assert f"Score: **1 / {N}**" in feedback and "It reports:" in feedback
     assert "Not graded" in (out / "feedback" / "invalid_json.md").read_text()
-    assert "3 / 3" in (out / "feedback" / "solution.md").read_text()
+    assert f"{N} / {N}" in (out / "feedback" / "solution.md").read_text()
 
 
 def test_runtime_guard_catches_a_patch_when_static_flags_only_report(tmp_path):
@@ -283,13 +283,13 @@ def test_runtime_guard_catches_a_patch_when_static_flags_only_report(tmp_path):
     path = tmp_path / "patcher.ipynb"
     nbformat.write(nb, str(path))
     results = grade(path, assignment=SOLUTION, tamper="report", cell_timeout=20)
-    assert [r.passed for r in results] == [True, False, False]
+    assert [r.passed for r in results] == [True] + [False] * (N - 1)
     assert "grading integrity" in results[1].message and "rel_err" in results[1].message
     assert results[1].flags, "the static finding is still reported"
     _set_block(nb, 1, _ADD_ATTR)
     nbformat.write(nb, str(path))
     results = grade(path, assignment=SOLUTION, tamper="report", cell_timeout=20)
-    assert [r.passed for r in results] == [True, False, False]
+    assert [r.passed for r in results] == [True] + [False] * (N - 1)
     assert "grading integrity" in results[1].message and "_err" in results[1].message
 
 
@@ -299,7 +299,7 @@ def test_submission_time_limit_fails_what_did_not_run(tmp_path):
     path = tmp_path / "spinner.ipynb"
     nbformat.write(nb, str(path))
     [res] = grade_many(SOLUTION, [path], options=GradeOptions(cell_timeout=120, timeout=8))
-    assert [r.passed for r in res.results] == [True, False, False]
+    assert [r.passed for r in res.results] == [True] + [False] * (N - 1)
     assert "time limit" in res.results[1].message
 
 
@@ -309,7 +309,7 @@ def test_points_are_read_from_the_checker_cell(tmp_path):
     path = tmp_path / "a.ipynb"
     nbformat.write(nb, str(path))
     a = load_assignment(path)
-    assert [e.points for e in a.exercises] == [1, 2.5, 1] and a.max_points == 4.5
+    assert [e.points for e in a.exercises] == [1, 2.5] + [1] * (N - 2) and a.max_points == N + 1.5
     assert [e.title for e in a.exercises] == [e.title for e in ASSIGNMENT.exercises]
 
 
@@ -380,8 +380,8 @@ def test_gradebook_cells_are_not_formulas_and_errors_score_zero(tmp_path):
     path = write_gradebook(rows, ASSIGNMENT, tmp_path / "g.csv")
     with path.open(newline="") as f:
         got = list(csv.DictReader(f))
-    assert got[0]["student"] == "'=cmd()" and got[0]["total"] == "3" and got[1]["status"] == "error: x"
-    assert "Score: **3 / 3**" in write_feedback(rows[0], ASSIGNMENT, tmp_path / "fb").read_text()
+    assert got[0]["student"] == "'=cmd()" and got[0]["total"] == str(N) and got[1]["status"] == "error: x"
+    assert f"Score: **{N} / {N}**" in write_feedback(rows[0], ASSIGNMENT, tmp_path / "fb").read_text()
 
 
 def test_sandbox_has_no_network_but_a_loopback():
@@ -416,4 +416,5 @@ def test_tamper_policy_fail_zero_report(tmp_path):
         [row] = grade_many(SOLUTION, [path], options=GradeOptions(tamper=policy))
         got[policy] = [r.points for r in row.results]
         assert row.results[2].flags and "course package" in row.results[2].flags[0]
-    assert got == {"fail": [1, 1, 0], "zero": [0, 0, 0], "report": [1, 1, 1]}
+    flagged = [1, 1, 0] + [1] * (N - 3)
+    assert got == {"fail": flagged, "zero": NONE, "report": ALL}

@@ -69,10 +69,10 @@ def test_partly_done_copy_and_cli(tmp_path, capsys):
     ]
     nbformat.write(nb, str(student))
     results = grade(student)
-    assert [r.passed for r in results] == [True, False, False]
+    n = len(exercise_cells(original))
+    assert n >= 3 and [r.passed for r in results] == [True] + [False] * (n - 1)
     assert main(["grade", str(student)]) == 1
     out = capsys.readouterr().out
-    assert "1/3 exercises passed" in out and "[FAIL]" in out and "[PASS]" in out
-    assert exercise_cells(original) and len(exercise_cells(original)) == 3
+    assert f"1/{n} exercises passed" in out and "[FAIL]" in out and "[PASS]" in out
     assert main(["student", str(solution), "--out", str(tmp_path / "copies")]) == 0
     assert (tmp_path / "copies" / solution.name).exists()

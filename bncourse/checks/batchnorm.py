@@ -37,9 +37,19 @@ from bncourse.checks.base import (
     tol_for,
     verdict,
 )
+from bncourse.checks.thinking import agree, as_choice, as_record, grade_prediction
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
-__all__ = ["check_batchnorm_backward", "check_batchnorm_backward_alt", "check_batchnorm_forward"]
+__all__ = [
+    "SHRINKAGE_LAWS",
+    "SHRINKAGE_M",
+    "check_batchnorm_backward",
+    "check_batchnorm_backward_alt",
+    "check_batchnorm_forward",
+    "check_gradient_shrinkage",
+    "check_m2_gradient",
+    "gradient_shrinkage",
+]
 
 _TINY_STD = 1e-3  # one feature this narrow: sqrt(var) and sqrt(var + eps) differ by a factor of 3
 _BCAST = "reduce over axis=0, the batch, and broadcast (D,) or keepdims=True shapes"
@@ -289,3 +299,116 @@ def check_batchnorm_backward_alt(forward: Callable, backward_alt: Callable) -> N
     _check_backward(
         forward, backward_alt, "check_batchnorm_backward_alt", f"the compact form is {_DX}; {_NUMERIC_HINT}"
     )
+
+
+# ------------------------------------------------------------------------------ thinking exercises (issue 19)
+
+M2_X, M2_DOUT = np.array([[1.0], [3.0]]), np.array([[1.0], [-2.0]])  # the batch of two and its dL/dy
+_M2_TOL = 0.05
+_M2_WHY = (
+    "with m = 2 examples, x_hat = (x - mu) / sigma is -1 for the smaller value and +1 for the larger, whatever "
+    "x is (up to eps): BN's output does not depend on x at all, so dL/dx = 0. Moving x1 moves mu and sigma "
+    "with it, and the three paths of the backward (direct, through mu, through sigma) cancel exactly."
+)
+
+
+def check_m2_gradient(prediction: Any, measured: Any) -> None:
+    """Grade a prediction of dL/dx for BN (gamma = 1, beta = 0, eps = 1e-5, train mode) on the batch of two
+    ``x = [1, 3]`` (one feature) with ``dL/dy = [1, -2]``, against ``measured``, the two values autograd gave.
+
+    The tolerance is 0.05 on each value. Plausible wrong predictions name their misconception: mu and sigma
+    held constant (``dL/dy / sigma``), the mean path alone, the unbiased variance.
+
+    Raises:
+        AssertionError: the prediction is wrong or missing, or ``measured`` is not what the experiment gives.
+    """
+    name = "check_m2_gradient"
+    ref = batchnorm_backward(M2_DOUT, batchnorm_forward(M2_X, np.ones(1), np.zeros(1), 1e-5)[1])[0].ravel()
+    got = as_array(measured, name, "measured", (2,))
+    if rel_err(got, ref, 1.0) > 1e-4:
+        fail(name, f"measured = {got} is not what the experiment gives ({ref}): run the experiment cell as given")
+    std = np.sqrt(M2_X.var() + 1e-5)
+    grade_prediction(name, "prediction", prediction, got, _M2_TOL, [
+        ("That is dL/dy / sigma: you treated mu and sigma as constants, but both depend on x (x1 moves them).",
+         M2_DOUT.ravel() / std),
+        ("That is dL/dy itself, as if BN passed the gradient through unchanged; mu and sigma depend on x.",
+         M2_DOUT.ravel()),
+        ("That is (dL/dy - mean(dL/dy)) / sigma: the path through the mean, without the path through sigma.",
+         (M2_DOUT - M2_DOUT.mean()).ravel() / std),
+        ("That uses the unbiased variance (sigma = sqrt(2)) with mu and sigma held constant; BN uses the biased "
+         "one, and the mean and variance paths matter.", M2_DOUT.ravel() / np.sqrt(2.0)),
+    ], _M2_WHY)  # fmt: skip
+
+
+SHRINKAGE_M = (2, 3, 4, 8, 16, 64)  # batch sizes of the open experiment
+SHRINKAGE_D, SHRINKAGE_DRAWS = 256, 10  # features per draw, draws per batch size (stated in the exercise)
+SHRINKAGE_LAWS = {  # the laws a student may conclude, and what each one would mean
+    "1": "BN's backward passes dL/dy through whole (as if mu and sigma were constants)",
+    "1 - 1/m": "BN's backward removes one direction of m (the mean's path only)",
+    "1 - 2/m": "BN's backward removes two directions of m (the mean's and the variance's paths)",
+    "1/m": "only one direction of m survives",
+    "1/sqrt(m)": "the gradient shrinks like the noise of a mean",
+}
+_LAW_FNS = {
+    "1": lambda m: np.ones_like(m),
+    "1 - 1/m": lambda m: 1 - 1 / m,
+    "1 - 2/m": lambda m: 1 - 2 / m,
+    "1/m": lambda m: 1 / m,
+    "1/sqrt(m)": lambda m: 1 / np.sqrt(m),
+}
+_SHRINK_TOL = 0.03
+
+
+def gradient_shrinkage(m: int, draws: int = SHRINKAGE_DRAWS, d: int = SHRINKAGE_D, seed: int = 0) -> float:
+    """The checker's own measurement for the open experiment: the mean over ``d`` features and ``draws`` draws
+    of ``||sigma * dL/dx||^2 / ||dL/dy||^2`` per feature, for BN (gamma = 1, beta = 0, eps = 1e-5) on a batch
+    ``x`` of ``m`` standard normal rows with standard normal ``dL/dy``, ``sigma = sqrt(var + eps)``."""
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(draws):
+        x, dout = rng.normal(size=(m, d)), rng.normal(size=(m, d))
+        dx = batchnorm_backward(dout, batchnorm_forward(x, np.ones(d), np.zeros(d), 1e-5)[1])[0]
+        vals.append(((np.sqrt(x.var(axis=0) + 1e-5) * dx) ** 2).sum(axis=0) / (dout**2).sum(axis=0))
+    return float(np.mean(vals))
+
+
+def check_gradient_shrinkage(experiment: Callable) -> None:
+    """Grade the open experiment: how much of dL/dy does BN's backward pass on to x, against the batch size m?
+
+    ``experiment()`` returns ``{"m": SHRINKAGE_M, "ratio": (6,), "law": one of SHRINKAGE_LAWS}``: for each m, the
+    mean over 256 features and 10 draws of ``||sigma * dL/dx||^2 / ||dL/dy||^2`` per feature (x and dL/dy
+    standard normal, gamma = 1, beta = 0, eps = 1e-5), and the law the ratios follow. The checker measures the
+    same configuration itself (40 draws), accepts each ratio within 0.03 of its own, names the mistake when the
+    ratios follow a wrong law, and requires the claimed law to fit the student's own ratios within 0.03.
+
+    Raises:
+        AssertionError: when a measurement or the conclusion is wrong, or the function raises.
+    """
+    name = "check_gradient_shrinkage"
+    res = call(experiment, name)
+    rec = as_record(res, name, "experiment", {"m": (len(SHRINKAGE_M),), "ratio": (len(SHRINKAGE_M),), "law": None})
+    m = np.asarray(SHRINKAGE_M, dtype=np.float64)
+    if not np.array_equal(rec["m"], m):
+        fail(name, f"measure at m = {list(SHRINKAGE_M)} (the stated batch sizes, in order); got {rec['m'].tolist()}")
+    ratio = rec["ratio"]
+    ref = np.array([gradient_shrinkage(int(k), draws=40, seed=19) for k in SHRINKAGE_M])
+    if np.any(np.abs(ratio - ref) > _SHRINK_TOL):
+        for law, fn in _LAW_FNS.items():
+            if law != "1 - 2/m" and np.all(np.abs(ratio - fn(m)) <= _SHRINK_TOL):
+                hint = {
+                    "1": "your dx treats mu and sigma as constants (dx = dL/dy / sigma): use the full backward",
+                    "1 - 1/m": "your dx has the mean's path but not the variance's: use the full backward",
+                }.get(law, f"your ratios follow {law}: is the ratio the one stated, per feature, squared norms?")
+                fail(name, f"your ratios {np.round(ratio, 3).tolist()} follow {law}, not what BN's backward gives: "
+                           f"{hint}")  # fmt: skip
+        agree(name, "ratio", ratio, ref, _SHRINK_TOL, [f"m={k}" for k in SHRINKAGE_M],
+              "Check the configuration (256 standard normal features, 10 draws, gamma = 1, eps = 1e-5) and the "
+              "ratio: ||sigma * dx||^2 / ||dout||^2 per feature, then the mean.")  # fmt: skip
+    law = as_choice(rec["law"], name, "experiment()['law']", list(SHRINKAGE_LAWS))
+    if np.any(np.abs(ratio - _LAW_FNS[law](m)) > _SHRINK_TOL):
+        fits = [k for k, fn in _LAW_FNS.items() if np.all(np.abs(ratio - fn(m)) <= _SHRINK_TOL)]
+        fail(name, f"the law {law!r} does not follow from your own ratios {np.round(ratio, 3).tolist()}"
+                   + (f"; they follow {fits[0]!r}" if fits else ""))  # fmt: skip
+    print(f"{name}: your ratios {np.round(ratio, 3).tolist()} agree with the checker's (tolerance {_SHRINK_TOL}), "
+          f"and they follow {law}: {SHRINKAGE_LAWS[law]}. x_hat has zero mean and unit variance over the batch "
+          "whatever x is, so moving x along those two directions changes nothing downstream.")  # fmt: skip

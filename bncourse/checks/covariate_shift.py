@@ -15,8 +15,18 @@ from typing import Any
 import numpy as np
 
 from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, match, rel_err
+from bncourse.checks.thinking import agree, as_record, grade_prediction
 
-__all__ = ["check_gradient_change", "check_noisy_bn", "check_saturated_fraction", "check_zca_whitening"]
+__all__ = [
+    "BIAS_STEPS",
+    "bias_run",
+    "check_bias_before_bn",
+    "check_gradient_change",
+    "check_mean_only_saturation",
+    "check_noisy_bn",
+    "check_saturated_fraction",
+    "check_zca_whitening",
+]
 
 
 def _first_match(value: Any, variants: list[tuple[str, Any]]) -> str | None:
@@ -331,3 +341,111 @@ def check_noisy_bn(noisy_bn: Callable[..., Any]) -> None:
     if not np.array_equal(again[0], _run(noisy_bn, name, _CASES[0][1], seed=10)[0]):
         fail(name, "two runs with the same seeded rng differ: draw every random number from rng")
     print(f"{name}: the noise has the right structure and statistics over {_CALLS} calls, for {len(_CASES)} settings")
+
+
+# ------------------------------------------------------------------ thinking exercises (issue 19)
+
+_SAT_TOL = 0.1
+_SAT_WHY = (
+    "with weights of std 1 on 784 inputs (and on 100 sigmoid outputs further up), a unit's input z varies from "
+    "example to example by several units, on top of an offset of its own. Subtracting the batch mean removes "
+    "the offset, which is why fewer units saturate than without normalisation, but not the spread: many "
+    "examples still land at |z| > 4. Only dividing by the standard deviation as well (BN) brings z back to "
+    "unit scale, where almost none saturate."
+)
+
+
+def check_mean_only_saturation(prediction: Any, measured: Any) -> None:
+    """Grade a prediction of the fraction of saturated units (|z| > 4) in the last hidden layer of the BN paper's
+    sigmoid MLP initialised with weights of std 1, when every hidden layer only subtracts its batch mean,
+    against ``measured``: the fractions without normalisation, with the mean only, and with BN (in that order),
+    as the experiment cell measured them. The tolerance is 0.1.
+
+    Raises:
+        AssertionError: the prediction is wrong or missing, or ``measured`` is not three fractions.
+    """
+    name = "check_mean_only_saturation"
+    plain, mean_only, bn = as_array(measured, name, "measured", (3,))
+    if not (0 <= bn <= mean_only <= plain <= 1):
+        fail(name, f"measured = {np.round([plain, mean_only, bn], 3).tolist()} are not the experiment's fractions "
+                   "(none >= mean only >= BN): run the experiment cell as given")  # fmt: skip
+    grade_prediction(name, "prediction", prediction, mean_only, _SAT_TOL, [
+        ("Subtracting the mean centres z, but leaves its spread: that is what dividing by the standard deviation "
+         "does.", bn),
+        ("Subtracting the mean does change something: it removes each unit's own offset, part of what pushes z "
+         "far from 0 without normalisation.", plain),
+        ("A fraction of units is a number between 0 and 1 (a percentage divided by 100).", lambda p: p > 1),
+    ], _SAT_WHY)  # fmt: skip
+
+
+BIAS_STEPS = 100  # SGD steps of the open experiment
+
+
+def bias_run(bias: bool, steps: int, ds: Any) -> list[float]:
+    """The checker's own run of the open experiment's configuration: the BN paper's MLP with BN
+    (``paper_mlp(norm="bn", seed=0)``), with or without the biases of the three layers before a BN, trained by
+    SGD at lr 0.5 on the minibatches ``batch_indices(60000, 60, steps, data_seed=0)`` of Fashion-MNIST's training
+    images; the training loss of each step."""
+    import torch
+    import torch.nn.functional as F
+
+    from bncourse.data import batch_indices, flat_images
+    from bncourse.models import paper_mlp
+
+    model = paper_mlp(norm="bn", seed=0)
+    if not bias:
+        for layer in [m for m in model.net if isinstance(m, torch.nn.Linear)][:-1]:
+            layer.bias = None
+    x, y = flat_images(ds.x_train), torch.as_tensor(ds.y_train)
+    opt, losses = torch.optim.SGD(model.parameters(), lr=0.5), []
+    for idx in batch_indices(len(x), 60, steps, data_seed=0):
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def check_bias_before_bn(experiment: Callable, ds: Any) -> None:
+    """Grade the open experiment: can the bias of a layer followed by BN go?
+
+    ``experiment()`` returns ``{"loss_with_bias": (100,), "loss_without_bias": (100,), "bias_moved": number,
+    "redundant": bool}``: the training losses of the 100 SGD steps of :func:`bias_run`'s configuration with and
+    without the biases before BN, how far (largest absolute change) those biases moved from their initial
+    values during training, and whether the bias is redundant. The checker runs the first steps of both
+    configurations itself (the losses must agree within 1e-3), checks that the biases moved by less than
+    1e-4 (their gradient is zero: BN subtracts them again), and that ``redundant`` follows from the student's
+    own curves (they agree within 1e-3 at every step).
+
+    Raises:
+        AssertionError: when a measurement or the conclusion is wrong, or the function raises.
+    """
+    name = "check_bias_before_bn"
+    res = call(experiment, name)
+    rec = as_record(res, name, "experiment", {"loss_with_bias": (BIAS_STEPS,), "loss_without_bias": (BIAS_STEPS,),
+                                              "bias_moved": (), "redundant": None})  # fmt: skip
+    if not isinstance(rec["redundant"], (bool, np.bool_)):
+        fail(name, f"experiment()['redundant'] must be True or False; got {rec['redundant']!r}")
+    with_b, without = rec["loss_with_bias"], rec["loss_without_bias"]
+    k = 5
+    for key, bias in (("loss_with_bias", True), ("loss_without_bias", False)):
+        agree(name, key, rec[key][:k], np.asarray(bias_run(bias, k, ds)), 1e-3, [f"step {i}" for i in range(k)],
+              "Check the configuration: paper_mlp(norm='bn', seed=0), SGD at lr 0.5, the minibatches "
+              "batch_indices(60000, 60, 100, data_seed=0), the loss of each step before its update.")  # fmt: skip
+    if abs(rec["bias_moved"]) > 1e-4:
+        fail(name, f"bias_moved = {rec['bias_moved']:.3g}: the biases before BN cannot move (BN subtracts the batch "
+                   "mean, so their gradient is zero). Measure the largest |b - b0| of the three layers before a "
+                   "BN, not the output layer's bias.")  # fmt: skip
+    same = bool(np.max(np.abs(with_b - without)) <= 1e-3)
+    if bool(rec["redundant"]) != same:
+        fail(name, f"redundant = {rec['redundant']} does not follow from your curves: they differ by at most "
+                   f"{np.max(np.abs(with_b - without)):.2g} (the same within 1e-3: {same})")  # fmt: skip
+    if not same:
+        fail(name, f"your two loss curves differ by up to {np.max(np.abs(with_b - without)):.2g}: removing only the "
+                   "biases of the layers before a BN changes nothing. Did you also remove the output layer's "
+                   "bias (no BN follows it), or train the two networks on different batches?")  # fmt: skip
+    print(f"{name}: your measurements agree with the checker's. The two loss curves agree to "
+          f"{np.max(np.abs(with_b - without)):.1e} over {BIAS_STEPS} steps and the biases moved by "
+          f"{abs(rec['bias_moved']):.1e}: BN subtracts the batch mean of W u + b, and b with it, so b receives "
+          "no gradient and changes nothing. BN's beta takes over its role: drop the bias before BN.")  # fmt: skip

@@ -20,10 +20,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, rel_err, tol_for, verdict
+from bncourse.checks.base import Variants, as_array, as_number, as_tuple, call, fail, rel_err, tol_for, verdict
+from bncourse.checks.thinking import agree, as_record, grade_prediction
 from bncourse.norms import bn_layers, recalibrate_bn
 
-__all__ = ["check_fold_linear_bn", "check_recalibrate", "check_running_update"]
+__all__ = [
+    "SWEEP_M",
+    "check_fold_linear_bn",
+    "check_recalibrate",
+    "check_running_update",
+    "check_train_eval_ratio",
+    "check_train_mode_sweep",
+    "train_mode_accuracy",
+]
 
 _SHAPES = "a (D,) vector against an (N, D) array; reduce over axis=0, the batch"
 
@@ -362,3 +371,112 @@ def check_recalibrate(recalibrate: Callable) -> None:
             fail(f"{name} ({c.label})", "the model is left in train mode: end with model.eval(), so "
                                  "that inference uses the new statistics")  # fmt: skip
     print(f"{name}: all three models passed ({' / '.join(ok)} statistics), weights, momenta and eval mode as expected")
+
+
+# ------------------------------------------------------------------ thinking exercises (issue 19)
+
+_RATIO_TOL = 0.08
+_RATIO_WHY = (
+    "in train mode BN normalises each test batch with its own mean and variance. From m = 4 examples these are "
+    "noisy estimates (the variance of 4 values is often far from the feature's), so every layer's output is "
+    "shifted and rescaled at random, and each prediction depends on the 3 other examples of its batch. Eval "
+    "mode uses the running averages collected over training: one fixed function, applied to each example alone."
+)
+
+
+def check_train_eval_ratio(prediction: Any, measured: Any) -> None:
+    """Grade a prediction of the ratio (train-mode accuracy on test batches of m = 4) / (eval-mode accuracy) of
+    a trained BN network, against ``measured``, the ratio the experiment cell measured (tolerance 0.08).
+
+    Plausible wrong predictions name their misconception: 1 (the two modes agree on test data), chance level
+    (train mode breaks the network entirely), clearly above 1 (the test batch's own statistics fit better).
+
+    Raises:
+        AssertionError: the prediction is wrong or missing, or ``measured`` is not a ratio of accuracies.
+    """
+    name = "check_train_eval_ratio"
+    m = as_number(measured, name, "measured")
+    if not 0.0 < m <= 10.0:
+        fail(name, f"measured = {m:.3g} is not a ratio of two accuracies: run the experiment cell as given")
+    grade_prediction(name, "prediction", prediction, m, _RATIO_TOL, [
+        ("1 means the two modes agree, but on a test batch train mode does not use the running statistics: "
+         "it normalises with the batch's own, noisy, mean and variance.", 1.0),
+        ("That is about chance level (10 classes): the network still sees every example normalised, only with "
+         "noisy statistics, so most predictions survive.", 0.1 / 0.85),
+        ("Above 1 means the batch's own statistics would help; four examples estimate them far worse than the "
+         "running averages over thousands of training examples.", lambda p: p > max(1.0, m) + _RATIO_TOL),
+    ], _RATIO_WHY)  # fmt: skip
+
+
+SWEEP_M = (2, 4, 8, 16, 64, 256)  # the test-batch sizes of the open experiment
+_WITHIN = 0.02  # "as good as eval mode": train-mode accuracy at least eval accuracy minus this
+
+
+def train_mode_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, m: int | None) -> float:
+    """Accuracy of ``model`` on ``(x, y)``: in eval mode (``m=None``), or in train mode on consecutive batches of
+    ``m`` examples in order (the last one shorter if ``m`` does not divide ``len(x)``). Runs on a copy, so
+    the model's running statistics and mode stay as they are."""
+    net = copy.deepcopy(model).train(m is not None)
+    with torch.no_grad():
+        if m is None:
+            return (net(x).argmax(1) == y).double().mean().item()
+        hits = [net(x[i : i + m]).argmax(1) == y[i : i + m] for i in range(0, len(x), m)]
+    return torch.cat(hits).double().mean().item()
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def check_train_mode_sweep(sweep: Callable, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Grade the open experiment: how large must a test batch be for train mode to match eval mode?
+
+    ``sweep(model, x, y)`` returns ``{"m": SWEEP_M, "train_acc": (6,), "eval_acc": number, "smallest_m": m}``:
+    the accuracy in train mode on consecutive test batches of each m (in order), the eval-mode accuracy, and the
+    smallest m of the list whose train-mode accuracy is at least the eval accuracy minus 0.02. The checker
+    measures every point itself on the same model and data (they must agree to half an example), requires
+    the model to come back unchanged (a forward pass in train mode updates the running statistics), and
+    ``smallest_m`` to follow from the student's own accuracies.
+
+    Raises:
+        AssertionError: when a measurement or the conclusion is wrong, the model was changed, or ``sweep`` raises.
+    """
+    name = "check_train_mode_sweep"
+    before = _state(model)
+    res = call(sweep, name, model, x, y)
+    changed = [k for k, v in _state(model).items() if not torch.equal(v, before[k])]
+    for k, v in before.items():
+        model.state_dict()[k].copy_(v)  # put the model back for the cells after this one
+    model.eval()
+    if changed:
+        fail(name, f"your sweep changed the model ({', '.join(changed[:3])}): a forward pass in train mode updates "
+                   "BN's running statistics. Measure on a copy (copy.deepcopy(model)), as the experiment cell of "
+                   "the previous exercise does.")  # fmt: skip
+    n = len(SWEEP_M)
+    rec = as_record(res, name, "sweep", {"m": (n,), "train_acc": (n,), "eval_acc": (), "smallest_m": ()})
+    if not np.array_equal(rec["m"], np.asarray(SWEEP_M, dtype=np.float64)):
+        fail(name, f"measure at m = {list(SWEEP_M)} (the stated batch sizes, in order); got {rec['m'].tolist()}")
+    acc, eval_acc = rec["train_acc"], float(rec["eval_acc"])
+    tol = 0.5 / len(x)  # half an example
+    ref_eval = train_mode_accuracy(model, x, y, None)
+    ref = np.array([train_mode_accuracy(model, x, y, m) for m in SWEEP_M])
+    if abs(eval_acc - ref_eval) > tol:
+        fail(
+            name,
+            f"eval_acc = {eval_acc:.4f}, but the model in eval mode scores {ref_eval:.4f} on these data"
+            + (" (accuracy as a fraction, not a percentage)" if abs(eval_acc / 100 - ref_eval) <= tol else ""),
+        )
+    if np.all(np.abs(acc - ref_eval) <= tol) and np.any(np.abs(acc - ref) > tol):
+        fail(name, "your train-mode accuracies all equal the eval-mode accuracy: the model stayed in eval mode. "
+                   "Call .train() on the copy you measure.")  # fmt: skip
+    agree(name, "train_acc", acc, ref, tol, [f"m={m}" for m in SWEEP_M],
+          "Split x into consecutive batches of m, in order, and use train mode on a copy of the model.")  # fmt: skip
+    ok = [m for m, a in zip(SWEEP_M, acc, strict=True) if a >= eval_acc - _WITHIN]
+    want = ok[0] if ok else None
+    if want is None or rec["smallest_m"] != want:
+        fail(name, f"smallest_m = {rec['smallest_m']:g} does not follow from your accuracies: the smallest m with "
+                   f"train_acc >= eval_acc - {_WITHIN} is {want}")  # fmt: skip
+    print(f"{name}: your measurements agree with the checker's. Train mode reaches eval mode's accuracy "
+          f"({eval_acc:.3f}, within {_WITHIN}) from m = {want}; at m = {SWEEP_M[0]} it scores {acc[0]:.3f}. "
+          "The batch's mean and variance are estimates whose noise falls like 1/sqrt(m): it takes batches of "
+          "tens of examples before train mode's statistics are as good as the running averages.")  # fmt: skip

@@ -18,18 +18,27 @@ biased vs unbiased, per-coordinate vs total, a missing or misplaced correction).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, judge
+from bncourse.checks.thinking import agree, as_choice, as_record, grade_choice
 
 __all__ = [
+    "DIVERGE_RUNS",
+    "SAMPLED_SIZES",
+    "STABLE_LRS",
+    "check_diverging_runs",
     "check_epoch_batches",
     "check_gradient_variance",
+    "check_largest_stable_lr",
     "check_logistic_grad",
     "check_minibatch_variance",
+    "check_sampled_variance",
     "check_sgd_epoch",
     "logistic_grad",
+    "stability_runs",
 ]
 
 _TOL = 1e-7  # relative to the reference's scale; every case is float64
@@ -382,3 +391,262 @@ def check_minibatch_variance(minibatch_variance: Callable) -> None:
             "variances of the n rows (divide by n)")  # fmt: skip
     judge(name, "the prediction", outs, refs, cases, _MB_VARIANTS, _TOL, hint=hint, **_EXACT)
     print(f"{name}: all {len(cases)} cases passed (with and without replacement, N = 1 to n)")
+
+
+# ------------------------------------------------------------------ thinking exercises (issue 19)
+
+DIVERGE_RUNS = ("plain, std 0.1", "plain, std 1", "BN, std 0.1", "BN, std 1")  # the four runs at lr = 3
+_DIVERGE_OPTIONS = {  # each predictable outcome: the runs that diverge, and the idea behind predicting it
+    "none": (
+        frozenset(),
+        "a learning rate that is safe for small weights is not safe for large ones without "
+        "BN: larger weights give larger pre-activations and gradients in the layers above, and the same "
+        "step overshoots.",
+    ),
+    "plain, std 1 only": (frozenset({"plain, std 1"}), ""),
+    "both plain runs": (
+        frozenset({"plain, std 0.1", "plain, std 1"}),
+        "with small weights (std 0.1) the "
+        "network without BN still trains at lr = 3; it is the large initial scale that turns "
+        "the same step into an overshoot.",
+    ),
+    "both std 1 runs": (
+        frozenset({"plain, std 1", "BN, std 1"}),
+        "BN removes the weights' scale from the "
+        "forward pass (BN(a W u) = BN(W u)), and the gradient with respect to W shrinks like "
+        "1/a: larger weights take relatively smaller steps, so BN with std 1 is safe.",
+    ),
+    "all four": (
+        frozenset(DIVERGE_RUNS),
+        "BN does not allow any learning rate, but at lr = 3 it keeps both "
+        "initial scales training: the normalised layers see unit-scale inputs whatever the weights.",
+    ),
+}
+_DIVERGE_WHY = (
+    "without BN, weights of std 1 on 784 inputs give pre-activations about ten units wide: the sigmoids saturate "
+    "into 0/1 switches, the logits grow large, and a step of lr = 3 overshoots until the loss explodes. With "
+    "small weights the same step is fine. With BN each layer's pre-activations are normalised whatever the "
+    "weights' scale, and the gradient with respect to W scales like 1/|W|: the effective step even shrinks for "
+    "larger weights, so both BN runs train."
+)
+
+
+def check_diverging_runs(prediction: Any, diverged: Any) -> None:
+    """Grade a prediction of which of four runs diverge at lr = 3 (the paper's sigmoid MLP, Gaussian init of
+    std 0.1 or 1, with and without BN, 200 steps): one of ``"none"``, ``"plain, std 1 only"``, ``"both plain
+    runs"``, ``"both std 1 runs"``, ``"all four"``, against ``diverged``, the names (from
+    :data:`DIVERGE_RUNS`) of the runs that the experiment found diverged.
+
+    Raises:
+        AssertionError: the prediction is wrong or missing, or ``diverged`` is not a list of the runs' names.
+    """
+    name = "check_diverging_runs"
+    if not isinstance(diverged, (list, tuple, set, frozenset)) or not set(diverged) <= set(DIVERGE_RUNS):
+        fail(name, f"diverged = {diverged!r} is not a list of the runs {list(DIVERGE_RUNS)}: run the experiment "
+                   "cell as given")  # fmt: skip
+    found = [k for k, (runs, _) in _DIVERGE_OPTIONS.items() if runs == frozenset(diverged)]
+    if not found:
+        fail(name, f"the experiment found {sorted(diverged)} diverged, none of the outcomes offered: was the "
+                   "experiment cell changed?")  # fmt: skip
+    hints = {k: h for k, (_, h) in _DIVERGE_OPTIONS.items()}
+    grade_choice(name, "prediction", prediction, found[0], hints, _DIVERGE_WHY)
+
+
+STABLE_LRS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)  # the learning rates of the open experiment
+_STABLE_STEPS, _STABLE_EVAL = 200, 1000  # SGD steps of 60 examples; test images for the accuracy
+
+
+def stability_runs(ds: Any, runs: list[tuple[str | None, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Train the paper's MLP (784-100-100-100-10 sigmoid, Gaussian init std 0.1, seed 0) for 200 SGD steps of 60
+    Fashion-MNIST images (``data_seed`` 0) for each ``(norm, lr)`` of ``runs`` with the chapter's engine, and
+    return each run's mean training loss over the steps and its accuracy on the first 1,000 test images. It runs on
+    the engine's default device, as the student's runs do (near the edge of stability, CPU and GPU rounding
+    may lead a run to a different end)."""
+    from bncourse.engine import RunConfig, train_mlps
+
+    out = train_mlps(
+        [RunConfig(lr=lr, norm=norm, init="gaussian", init_std=0.1) for norm, lr in runs],
+        ds.x_train, ds.y_train, ds.x_test[:_STABLE_EVAL], ds.y_test[:_STABLE_EVAL],
+        num_steps=_STABLE_STEPS, batch_size=60, eval_every=_STABLE_STEPS, progress=False,
+    )  # fmt: skip
+    return out["train_loss"][:, -1], out["test_acc"][:, -1]
+
+
+_HUGE = 1e30  # a non-finite loss, as it passes as_array
+
+
+def _finite(v: Any) -> Any:
+    """A loss series with NaN or inf (a diverged run) replaced by a huge number, so that it passes as_array."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        return v
+    return np.nan_to_num(a, nan=_HUGE, posinf=_HUGE, neginf=_HUGE) if a.ndim == 1 else v
+
+
+def _largest_stable(lrs: np.ndarray, outcome: np.ndarray) -> float | None:
+    """The largest learning rate below which (and at which) no run diverged; None if the first one did."""
+    best = None
+    for lr, o in zip(lrs, outcome, strict=True):
+        if o == 2:
+            break
+        best = float(lr)
+    return best
+
+
+def check_largest_stable_lr(experiment: Callable, ds: Any) -> None:
+    """Grade the open experiment: the largest stable learning rate of the paper's MLP with and without BN.
+
+    ``experiment()`` returns ``{"lr": STABLE_LRS, "plain_loss", "plain_acc", "bn_loss", "bn_acc": (6,) each,
+    "plain_max_lr", "bn_max_lr": numbers}``: for each learning rate, the mean training loss over 200 SGD steps
+    of 60 images and the accuracy on the first 1,000 test images (see :func:`stability_runs`), and the largest
+    learning rate of the list up to which no run diverged (:func:`~bncourse.experiments.sgd_sensitivity.classify`:
+    a non-finite loss, or accuracy below 0.2 with the loss above ln 10 + 0.1). The checker requires the
+    conclusions to follow from the student's own measurements, and runs the configuration itself at the smallest
+    rate (loss and accuracy must agree within 0.05), at each claimed largest stable rate and at the next one (the
+    outcomes must agree, the accuracies within 0.2: near the edge of stability training is chaotic).
+
+    Raises:
+        AssertionError: when a measurement or a conclusion is wrong, or the function raises.
+    """
+    from bncourse.experiments.sgd_sensitivity import classify
+
+    name = "check_largest_stable_lr"
+    res = call(experiment, name)
+    if isinstance(res, dict):
+        res = {k: _finite(v) if k.endswith("_loss") else v for k, v in res.items()}
+    n = len(STABLE_LRS)
+    keys = {"lr": (n,), "plain_loss": (n,), "plain_acc": (n,), "bn_loss": (n,), "bn_acc": (n,)}
+    rec = as_record(res, name, "experiment", keys | {"plain_max_lr": (), "bn_max_lr": ()})
+    lrs = np.asarray(STABLE_LRS)
+    if not np.allclose(rec["lr"], lrs):
+        fail(name, f"measure at lr = {list(STABLE_LRS)} (the stated rates, in order); got {rec['lr'].tolist()}")
+    for norm in ("plain", "bn"):
+        acc = rec[f"{norm}_acc"]
+        if np.any((acc < 0) | (acc > 1)):
+            fail(name, f"{norm}_acc must hold accuracies as fractions in [0, 1]; got {np.round(acc, 3).tolist()}")
+        if np.any(rec[f"{norm}_loss"] < 0):
+            fail(name, f"{norm}_loss must hold cross-entropy losses (>= 0); got {rec[f'{norm}_loss'].tolist()}")
+    claimed, runs = {}, []
+    for norm in ("plain", "bn"):
+        loss = rec[f"{norm}_loss"]
+        outcome = classify(np.where(loss >= _HUGE, np.inf, loss), rec[f"{norm}_acc"])  # NaN/inf: diverged
+        want, got = _largest_stable(lrs, outcome), float(rec[f"{norm}_max_lr"])
+        if want is None or not np.isclose(got, want):
+            fail(name, f"{norm}_max_lr = {got:g} does not follow from your own measurements: by them the largest "
+                       f"stable learning rate is {want} (diverged: a non-finite loss, or accuracy below 0.2 with "
+                       "the loss above ln 10 + 0.1)")  # fmt: skip
+        k = int(np.flatnonzero(np.isclose(lrs, want))[0])
+        claimed[norm] = sorted({0, k, k + 1} - {n})  # the smallest rate, the largest stable one, the next
+        runs += [(None if norm == "plain" else "bn", float(lrs[i])) for i in claimed[norm]]
+    loss, acc = stability_runs(ds, runs)
+    ref = classify(loss, acc)
+    config = ("Check the configuration: the paper's sigmoid MLP, Gaussian init std 0.1, 200 steps of 60 images "
+              "(batch_indices, data_seed 0), the mean training loss over the steps, accuracy on the first 1,000 "
+              "test images.")  # fmt: skip
+    j = 0
+    for norm in ("plain", "bn"):
+        idx = claimed[norm]
+        mine_loss, mine_acc = rec[f"{norm}_loss"][idx], rec[f"{norm}_acc"][idx]
+        labels = [f"lr={lrs[i]:g}" for i in idx]
+        # the smallest rate trains smoothly: loss and accuracy reproduce closely; near the edge of stability
+        # training is chaotic, and two correct implementations may differ by a few points of accuracy
+        agree(name, f"{norm}_loss", mine_loss[:1], loss[j : j + 1], 0.05, labels[:1], config)
+        agree(name, f"{norm}_acc", mine_acc, acc[j : j + len(idx)], np.array([0.05] + [0.2] * (len(idx) - 1)),
+              labels, config)  # fmt: skip
+        for i, o in zip(idx[1:], ref[j + 1 : j + len(idx)], strict=True):
+            if (o == 2) != (lrs[i] > rec[f"{norm}_max_lr"]):
+                state = "diverges" if o == 2 else "does not diverge"
+                fail(name, f"{norm} at lr = {lrs[i]:g} {state} in the checker's own run, unlike yours. {config}")
+        j += len(idx)
+    if float(rec["bn_max_lr"]) <= float(rec["plain_max_lr"]):
+        fail(name, "your BN network is no more stable than the plain one; check that BN is on in the BN runs")
+    print(f"{name}: your measurements agree with the checker's runs. The largest stable learning rate is "
+          f"{rec['plain_max_lr']:g} without BN and {rec['bn_max_lr']:g} with BN: "
+          f"{rec['bn_max_lr'] / rec['plain_max_lr']:g} times larger. BN keeps every layer's inputs at unit scale "
+          "whatever the weights do, so a large step that blows up the pre-activations of the plain network is "
+          "normalised away in the BN network.")  # fmt: skip
+
+
+SAMPLED_SIZES = (1, 2, 5, 8, 10)  # the batch sizes of the sampling experiment, on n = 10 examples
+_SAMPLED_LAWS = {  # (without replacement) / (with replacement), as a function of N and n
+    "1": lambda n_b, n: np.ones_like(n_b),
+    "(n - N)/(n - 1)": lambda n_b, n: (n - n_b) / (n - 1),
+    "1/N": lambda n_b, n: 1 / n_b,
+    "N/n": lambda n_b, n: n_b / n,
+}
+_SAMPLED_REL, _SAMPLED_LAW_TOL = 0.1, 0.08
+
+
+def _sampled_grads() -> np.ndarray:
+    """The n = 10 per-example gradients (P = 8) the sampling experiment runs on: anisotropic, with a mean."""
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(10, 8)) * np.linspace(0.5, 2.0, 8) + rng.normal(size=8)
+
+
+def check_sampled_variance(experiment: Callable) -> None:
+    """Grade the open experiment: the variance of a minibatch gradient, measured by sampling minibatches.
+
+    ``experiment(per_example_grads, rng)`` gets ``n = 10`` per-example gradients ``(10, P)`` and a generator, and
+    returns ``{"batch_size": SAMPLED_SIZES, "with_replacement": (5,), "without_replacement": (5,), "law": ...}``:
+    for each batch size N the mean of ``||g_B - grad L||^2`` over 4,000 sampled minibatches of N examples
+    drawn with and without replacement, and which law the ratio (without) / (with) follows: one of ``"1"``,
+    ``"(n - N)/(n - 1)"``, ``"1/N"``, ``"N/n"``. The checker knows the exact values (tr Sigma / N, times
+    (n - N) / (n - 1) without replacement) and accepts measurements within 10%; values that equal the formula
+    to rounding were typed in, not measured, and fail. The law must fit the student's own ratios within 0.08.
+
+    Raises:
+        AssertionError: when a measurement or the conclusion is wrong, or the function raises.
+    """
+    name = "check_sampled_variance"
+    grads = _sampled_grads()
+    res = call(experiment, name, grads.copy(), np.random.default_rng(19))
+    k = len(SAMPLED_SIZES)
+    rec = as_record(
+        res,
+        name,
+        "experiment",
+        {"batch_size": (k,), "with_replacement": (k,), "without_replacement": (k,), "law": None},
+    )
+    n_b, n = np.asarray(SAMPLED_SIZES, dtype=np.float64), len(grads)
+    if not np.array_equal(rec["batch_size"], n_b):
+        fail(name, f"measure at N = {list(SAMPLED_SIZES)} (the stated batch sizes, in order); got "
+                   f"{rec['batch_size'].tolist()}")  # fmt: skip
+    trace = ((grads - grads.mean(axis=0)) ** 2).sum() / n
+    exact = {"with_replacement": trace / n_b, "without_replacement": trace / n_b * (n - n_b) / (n - 1)}
+    with_r, without = rec["with_replacement"], rec["without_replacement"]
+    if np.all(np.abs(with_r - exact["with_replacement"]) <= 1e-9 * trace):
+        fail(name, "your values equal the formula tr(Sigma) / N to rounding: they were computed, not measured. "
+                   "Sample 4,000 minibatches per batch size and average ||g_B - grad L||^2 over them.")  # fmt: skip
+    for key, got in (("with_replacement", with_r), ("without_replacement", without)):
+        ref = exact[key]
+        if np.all(np.abs(got - ref) <= _SAMPLED_REL * ref + 1e-9 * trace):
+            continue
+        other = exact["without_replacement" if key == "with_replacement" else "with_replacement"]
+        if np.all(np.abs(got - other) <= _SAMPLED_REL * other + 1e-9 * trace):
+            fail(
+                name,
+                f"your {key} values are those of the other sampling scheme: with replacement an example "
+                "may appear twice in a batch (rng.choice(n, N, replace=True)), without it may not",
+            )
+        if np.all(np.abs(got * grads.shape[1] - ref) <= _SAMPLED_REL * ref + 1e-9 * trace):
+            fail(
+                name,
+                f"your {key} values are {grads.shape[1]} times too small: ||g_B - grad L||^2 sums the "
+                "squared deviations over the P coordinates (a mean over them divides by P)",
+            )
+        if np.all(np.abs(got - ref[0]) <= _SAMPLED_REL * ref[0]):
+            fail(name, f"your {key} values do not change with N: average each minibatch's N gradients into one")
+        agree(name, key, got, ref, _SAMPLED_REL * ref + 1e-9 * trace, [f"N={int(b)}" for b in n_b],
+              "Measure the mean of ||g_B - grad L||^2 over 4,000 sampled minibatches, grad L the mean of all "
+              "n rows.")  # fmt: skip
+    law = as_choice(rec["law"], name, "experiment()['law']", list(_SAMPLED_LAWS))
+    ratio = without / with_r
+    if np.any(np.abs(ratio - _SAMPLED_LAWS[law](n_b, n)) > _SAMPLED_LAW_TOL):
+        fits = [k for k, fn in _SAMPLED_LAWS.items() if np.all(np.abs(ratio - fn(n_b, n)) <= _SAMPLED_LAW_TOL)]
+        fail(name, f"the law {law!r} does not follow from your ratios (without / with) "
+                   f"{np.round(ratio, 3).tolist()}" + (f"; they follow {fits[0]!r}" if fits else ""))  # fmt: skip
+    print(f"{name}: your measurements are within {_SAMPLED_REL:.0%} of the exact values, and the ratio without / "
+          f"with replacement follows {law}: {np.round(ratio, 3).tolist()}. Without replacement a batch cannot "
+          "repeat an example, so it covers more of the n examples; at N = n it is the whole set and its "
+          "gradient is exact (variance 0).")  # fmt: skip
