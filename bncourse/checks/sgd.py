@@ -462,7 +462,7 @@ def stability_runs(ds: Any, runs: list[tuple[str | None, float]]) -> tuple[np.nd
     return each run's mean training loss over the steps and its accuracy on the first 1,000 test images. It runs on
     the engine's default device, as the student's runs do (near the edge of stability, CPU and GPU rounding
     may lead a run to a different end)."""
-    from bncourse.engine import RunConfig, train_mlps
+    from bncourse.training.mlp import RunConfig, train_mlps
 
     out = train_mlps(
         [RunConfig(lr=lr, norm=norm, init="gaussian", init_std=0.1) for norm, lr in runs],
