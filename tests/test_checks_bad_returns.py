@@ -11,6 +11,7 @@ an array of the wrong shape, NaN or inf; or the student raises. Every such case 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -123,6 +124,16 @@ def _combine(means, variances, counts):
     return mean, (counts[:, None] * (variances + (means - mean) ** 2)).sum(0) / n
 
 
+def _bias_experiment(conv, bn, x, direction, scales):
+    f = torch.nn.functional.batch_norm
+    with torch.no_grad():
+        z = conv(x)
+        outs = [[f(z + s * direction.view(1, -1, 1, 1), m, v, bn.weight, bn.bias, t) for s in scales]
+                for m, v, t in ((None, None, True), (bn.running_mean, bn.running_var, False))]  # fmt: skip
+    train, ev = ([float((o - row[0]).abs().max()) for o in row] for row in outs)  # scales[0] is 0
+    return {"train_diff": train, "eval_diff": ev, "bias_matters_in_train": False, "bias_matters_in_eval": True}
+
+
 _bn_fwd = batchnorm_forward
 _gn_fwd = groupnorm_forward
 
@@ -147,6 +158,7 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
     "check_spatial_backward": ((_spatial_forward,), _spatial_backward),
     "check_spatial_via_2d": ((), _via_2d),
     "check_fold_conv_bias": ((), _fold_conv_bias),
+    "check_bias_experiment": ((), _bias_experiment),
     "check_ghost_batchnorm": ((), _ghost),
     "check_batch_renorm": ((), _renorm),
     "check_sync_stats": ((), _sync_stats),
@@ -158,7 +170,15 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
 
 
 def _public_checkers() -> list[str]:
-    return sorted(n for n in dir(C) if n.startswith("check_") and callable(getattr(C, n)))
+    """The checkers of student functions; a checker of a prediction (first parameter ``prediction``, a value) is
+    tested with its own module's tests."""
+    return sorted(
+        n
+        for n in dir(C)
+        if n.startswith("check_")
+        and callable(getattr(C, n))
+        and next(iter(inspect.signature(getattr(C, n)).parameters)) != "prediction"
+    )
 
 
 def _wrong_shape(a: Any) -> np.ndarray:
@@ -188,7 +208,8 @@ RAISES = {"ValueError": ValueError("bad"), "TypeError": TypeError("bad"), "Index
 def _spoil_part(res: Any, spoil: Callable[[Any], Any]) -> Any:
     """The result with its first part spoilt (a tuple's or list's first item, a dict's running_mean)."""
     if isinstance(res, dict):
-        return res | {"running_mean": spoil(res["running_mean"])}
+        key = "running_mean" if "running_mean" in res else next(iter(res))
+        return res | {key: spoil(res[key])}
     if isinstance(res, (tuple, list)):
         return type(res)([spoil(res[0]), *res[1:]])
     return spoil(res)

@@ -7,7 +7,8 @@ wrong shape, NaN or inf), and prints one line when the student's code is right.
 - :mod:`bncourse.checks.covariate_shift` - chapter 2: saturation, the ICS measure, noisy BN, ZCA whitening;
 - :mod:`bncourse.checks.batchnorm` - chapter 3: BN forward, staged backward, compact backward;
 - :mod:`bncourse.checks.inference` - chapter 4: running statistics, folding, recalibration;
-- :mod:`bncourse.checks.conv` - chapter 5: spatial BN forward and backward, via 2-D BN, the conv bias;
+- :mod:`bncourse.checks.conv` - chapter 5: spatial BN forward and backward, via 2-D BN, the conv bias; the count
+  behind a statistic (predicted), the bias before BN (measured);
 - :mod:`bncourse.checks.batchsize` - chapter 6: Ghost BN, Batch Renorm, SyncBN's statistics;
 - :mod:`bncourse.checks.alternatives` - chapter 7: Layer Norm, Group Norm forward and backward.
 
@@ -22,10 +23,12 @@ from bncourse.checks.alternatives import (
 from bncourse.checks.batchnorm import check_batchnorm_backward, check_batchnorm_backward_alt, check_batchnorm_forward
 from bncourse.checks.batchsize import check_batch_renorm, check_combine_moments, check_ghost_batchnorm, check_sync_stats
 from bncourse.checks.conv import (
+    check_bias_experiment,
     check_fold_conv_bias,
     check_spatial_backward,
     check_spatial_forward,
     check_spatial_via_2d,
+    check_stat_count,
 )
 from bncourse.checks.covariate_shift import (
     check_gradient_change,
@@ -48,6 +51,7 @@ __all__ = [
     "check_batchnorm_backward",
     "check_batchnorm_backward_alt",
     "check_batchnorm_forward",
+    "check_bias_experiment",
     "check_combine_moments",
     "check_epoch_batches",
     "check_fold_conv_bias",
@@ -68,6 +72,7 @@ __all__ = [
     "check_spatial_groupnorm_backward",
     "check_spatial_groupnorm_forward",
     "check_spatial_via_2d",
+    "check_stat_count",
     "check_sync_stats",
     "check_zca_whitening",
     "logistic_grad",
