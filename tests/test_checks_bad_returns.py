@@ -134,6 +134,16 @@ def _bias_experiment(conv, bn, x, direction, scales):
     return {"train_diff": train, "eval_diff": ev, "bias_matters_in_train": False, "bias_matters_in_eval": True}
 
 
+def _precision_experiment(xs):
+    sums, moms = [], []
+    for x in xs:
+        p, n, _ = x.shape
+        mean = x.sum(axis=(0, 1)) / (p * n)
+        sums.append((x**2).sum(axis=(0, 1)) / (p * n) - mean**2)
+        moms.append(_combine(x.mean(1), x.var(1), np.full(p, n))[1])
+    return {"var_sums": np.array(sums), "var_moments": np.array(moms), "more_accurate": "moments"}
+
+
 _bn_fwd = batchnorm_forward
 _gn_fwd = groupnorm_forward
 
@@ -163,6 +173,7 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
     "check_batch_renorm": ((), _renorm),
     "check_sync_stats": ((), _sync_stats),
     "check_combine_moments": ((), _combine),
+    "check_precision_experiment": ((), _precision_experiment),
     "check_layernorm_forward": ((), layernorm_forward),
     "check_spatial_groupnorm_forward": ((), _gn_fwd),
     "check_spatial_groupnorm_backward": ((_gn_fwd,), groupnorm_backward),

@@ -9,7 +9,8 @@ wrong shape, NaN or inf), and prints one line when the student's code is right.
 - :mod:`bncourse.checks.inference` - chapter 4: running statistics, folding, recalibration;
 - :mod:`bncourse.checks.conv` - chapter 5: spatial BN forward and backward, via 2-D BN, the conv bias; the count
   behind a statistic (predicted), the bias before BN (measured);
-- :mod:`bncourse.checks.batchsize` - chapter 6: Ghost BN, Batch Renorm, SyncBN's statistics;
+- :mod:`bncourse.checks.batchsize` - chapter 6: Ghost BN, Batch Renorm, SyncBN's statistics; the accuracy lost at
+  batch 2 with and without Ghost BN (predicted), SyncBN's statistics in float32 (measured);
 - :mod:`bncourse.checks.alternatives` - chapter 7: Layer Norm, Group Norm forward and backward.
 
 Every checker is also importable from here: ``from bncourse.checks import check_batchnorm_forward``.
@@ -21,7 +22,14 @@ from bncourse.checks.alternatives import (
     check_spatial_groupnorm_forward,
 )
 from bncourse.checks.batchnorm import check_batchnorm_backward, check_batchnorm_backward_alt, check_batchnorm_forward
-from bncourse.checks.batchsize import check_batch_renorm, check_combine_moments, check_ghost_batchnorm, check_sync_stats
+from bncourse.checks.batchsize import (
+    check_batch_renorm,
+    check_combine_moments,
+    check_ghost_batchnorm,
+    check_precision_experiment,
+    check_small_batch_prediction,
+    check_sync_stats,
+)
 from bncourse.checks.conv import (
     check_bias_experiment,
     check_fold_conv_bias,
@@ -63,10 +71,12 @@ __all__ = [
     "check_logistic_grad",
     "check_minibatch_variance",
     "check_noisy_bn",
+    "check_precision_experiment",
     "check_recalibrate",
     "check_running_update",
     "check_saturated_fraction",
     "check_sgd_epoch",
+    "check_small_batch_prediction",
     "check_spatial_backward",
     "check_spatial_forward",
     "check_spatial_groupnorm_backward",
