@@ -144,6 +144,32 @@ def _precision_experiment(xs):
     return {"var_sums": np.array(sums), "var_moments": np.array(moms), "more_accurate": "moments"}
 
 
+def _lr_experiment(make_model, x, y, lrs, steps):
+    """Stored answers (the losses of the stated configuration, measured once per test session)."""
+    return copy.deepcopy(_lr_answer(make_model, x, y, tuple(lrs), steps))
+
+
+_LR_CACHE: dict = {}
+
+
+def _lr_answer(make_model, x, y, lrs, steps):
+    if not _LR_CACHE:
+        ce, loss = torch.nn.functional.cross_entropy, {}
+        for norm in ("none", "bn", "ln"):
+            loss[norm] = []
+            for lr in lrs:
+                m = make_model(norm)
+                opt = torch.optim.SGD(m.parameters(), lr=lr)
+                for _ in range(steps):
+                    opt.zero_grad()
+                    ce(m(x), y).backward()
+                    opt.step()
+                loss[norm].append(ce(m(x), y).item())
+        stable = {n: max(r for r, v in zip(lrs, loss[n], strict=True) if v < np.log(10)) for n in loss}
+        _LR_CACHE.update(loss=loss, max_stable=stable, best=max(stable, key=stable.get))
+    return _LR_CACHE
+
+
 _bn_fwd = batchnorm_forward
 _gn_fwd = groupnorm_forward
 
@@ -177,6 +203,7 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
     "check_layernorm_forward": ((), layernorm_forward),
     "check_spatial_groupnorm_forward": ((), _gn_fwd),
     "check_spatial_groupnorm_backward": ((_gn_fwd,), groupnorm_backward),
+    "check_lr_experiment": ((), _lr_experiment),
 }
 
 
@@ -217,10 +244,11 @@ RAISES = {"ValueError": ValueError("bad"), "TypeError": TypeError("bad"), "Index
 
 
 def _spoil_part(res: Any, spoil: Callable[[Any], Any]) -> Any:
-    """The result with its first part spoilt (a tuple's or list's first item, a dict's running_mean)."""
+    """The result with its first part spoilt (a tuple's or list's first item, a dict's running_mean or first
+    entry, within a dict of dicts the first entry's first entry)."""
     if isinstance(res, dict):
         key = "running_mean" if "running_mean" in res else next(iter(res))
-        return res | {key: spoil(res[key])}
+        return res | {key: _spoil_part(res[key], spoil) if isinstance(res[key], dict) else spoil(res[key])}
     if isinstance(res, (tuple, list)):
         return type(res)([spoil(res[0]), *res[1:]])
     return spoil(res)

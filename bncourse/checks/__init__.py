@@ -11,13 +11,16 @@ wrong shape, NaN or inf), and prints one line when the student's code is right.
   behind a statistic (predicted), the bias before BN (measured);
 - :mod:`bncourse.checks.batchsize` - chapter 6: Ghost BN, Batch Renorm, SyncBN's statistics; the accuracy lost at
   batch 2 with and without Ghost BN (predicted), SyncBN's statistics in float32 (measured);
-- :mod:`bncourse.checks.alternatives` - chapter 7: Layer Norm, Group Norm forward and backward.
+- :mod:`bncourse.checks.alternatives` - chapter 7: Layer Norm, Group Norm forward and backward; which layers
+  ignore the batch (predicted), the largest stable learning rate with and without normalisation (measured).
 
 Every checker is also importable from here: ``from bncourse.checks import check_batchnorm_forward``.
 """
 
 from bncourse.checks.alternatives import (
+    check_batch_of_one,
     check_layernorm_forward,
+    check_lr_experiment,
     check_spatial_groupnorm_backward,
     check_spatial_groupnorm_forward,
 )
@@ -55,6 +58,7 @@ from bncourse.checks.sgd import (
 )
 
 __all__ = [
+    "check_batch_of_one",
     "check_batch_renorm",
     "check_batchnorm_backward",
     "check_batchnorm_backward_alt",
@@ -69,6 +73,7 @@ __all__ = [
     "check_gradient_variance",
     "check_layernorm_forward",
     "check_logistic_grad",
+    "check_lr_experiment",
     "check_minibatch_variance",
     "check_noisy_bn",
     "check_precision_experiment",
