@@ -11,6 +11,7 @@ an array of the wrong shape, NaN or inf; or the student raises. Every such case 
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any
@@ -122,6 +123,52 @@ def _combine(means, variances, counts):
     return mean, (counts[:, None] * (variances + (means - mean) ** 2)).sum(0) / n
 
 
+def _bias_experiment(conv, bn, x, direction, scales):
+    f = torch.nn.functional.batch_norm
+    with torch.no_grad():
+        z = conv(x)
+        outs = [[f(z + s * direction.view(1, -1, 1, 1), m, v, bn.weight, bn.bias, t) for s in scales]
+                for m, v, t in ((None, None, True), (bn.running_mean, bn.running_var, False))]  # fmt: skip
+    train, ev = ([float((o - row[0]).abs().max()) for o in row] for row in outs)  # scales[0] is 0
+    return {"train_diff": train, "eval_diff": ev, "bias_matters_in_train": False, "bias_matters_in_eval": True}
+
+
+def _precision_experiment(xs):
+    sums, moms = [], []
+    for x in xs:
+        p, n, _ = x.shape
+        mean = x.sum(axis=(0, 1)) / (p * n)
+        sums.append((x**2).sum(axis=(0, 1)) / (p * n) - mean**2)
+        moms.append(_combine(x.mean(1), x.var(1), np.full(p, n))[1])
+    return {"var_sums": np.array(sums), "var_moments": np.array(moms), "more_accurate": "moments"}
+
+
+def _lr_experiment(make_model, x, y, lrs, steps):
+    """Stored answers (the losses of the stated configuration, measured once per test session)."""
+    return copy.deepcopy(_lr_answer(make_model, x, y, tuple(lrs), steps))
+
+
+_LR_CACHE: dict = {}
+
+
+def _lr_answer(make_model, x, y, lrs, steps):
+    if not _LR_CACHE:
+        ce, loss = torch.nn.functional.cross_entropy, {}
+        for norm in ("none", "bn", "ln"):
+            loss[norm] = []
+            for lr in lrs:
+                m = make_model(norm)
+                opt = torch.optim.SGD(m.parameters(), lr=lr)
+                for _ in range(steps):
+                    opt.zero_grad()
+                    ce(m(x), y).backward()
+                    opt.step()
+                loss[norm].append(ce(m(x), y).item())
+        stable = {n: max(r for r, v in zip(lrs, loss[n], strict=True) if v < np.log(10)) for n in loss}
+        _LR_CACHE.update(loss=loss, max_stable=stable, best=max(stable, key=stable.get))
+    return _LR_CACHE
+
+
 _bn_fwd = batchnorm_forward
 _gn_fwd = groupnorm_forward
 
@@ -146,13 +193,16 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
     "check_spatial_backward": ((_spatial_forward,), _spatial_backward),
     "check_spatial_via_2d": ((), _via_2d),
     "check_fold_conv_bias": ((), _fold_conv_bias),
+    "check_bias_experiment": ((), _bias_experiment),
     "check_ghost_batchnorm": ((), _ghost),
     "check_batch_renorm": ((), _renorm),
     "check_sync_stats": ((), _sync_stats),
     "check_combine_moments": ((), _combine),
+    "check_precision_experiment": ((), _precision_experiment),
     "check_layernorm_forward": ((), layernorm_forward),
     "check_spatial_groupnorm_forward": ((), _gn_fwd),
     "check_spatial_groupnorm_backward": ((_gn_fwd,), groupnorm_backward),
+    "check_lr_experiment": ((), _lr_experiment),
 }
 
 
@@ -171,10 +221,16 @@ THINKING = {
 
 
 def _public_checkers() -> list[str]:
-    """The public checkers of student functions; the thinking exercises' (issue 19), which grade predictions
-    and measurements, are spoilt in tests/test_checks_thinking.py."""
-    names = (n for n in dir(C) if n.startswith("check_") and callable(getattr(C, n)))
-    return sorted(set(names) - THINKING)
+    """The public checkers of student functions. The thinking exercises' checkers (issue 19) that grade a
+    prediction (first parameter ``prediction``) or a measurement (THINKING) are spoilt in their own tests."""
+    return sorted(
+        n
+        for n in dir(C)
+        if n.startswith("check_")
+        and callable(getattr(C, n))
+        and n not in THINKING
+        and next(iter(inspect.signature(getattr(C, n)).parameters)) != "prediction"
+    )
 
 
 def _wrong_shape(a: Any) -> np.ndarray:
@@ -202,9 +258,11 @@ RAISES = {"ValueError": ValueError("bad"), "TypeError": TypeError("bad"), "Index
 
 
 def _spoil_part(res: Any, spoil: Callable[[Any], Any]) -> Any:
-    """The result with its first part spoilt (a tuple's or list's first item, a dict's running_mean)."""
+    """The result with its first part spoilt (a tuple's or list's first item, a dict's running_mean or first
+    entry, within a dict of dicts the first entry's first entry)."""
     if isinstance(res, dict):
-        return res | {"running_mean": spoil(res["running_mean"])}
+        key = "running_mean" if "running_mean" in res else next(iter(res))
+        return res | {key: _spoil_part(res[key], spoil) if isinstance(res[key], dict) else spoil(res[key])}
     if isinstance(res, (tuple, list)):
         return type(res)([spoil(res[0]), *res[1:]])
     return spoil(res)

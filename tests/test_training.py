@@ -265,9 +265,9 @@ def test_train_models_equals_plain_loop_for_a_convnet():
 
 
 def test_train_models_evaluates_in_eval_mode_over_chunks():
-    from bncourse.training import loop as train
     from bncourse.data import images_to_tensor
     from bncourse.metrics import accuracy
+    from bncourse.training import loop as train
 
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (3 * train.EVAL_CHUNK // 2, 28, 28), dtype=np.uint8)  # more than one chunk

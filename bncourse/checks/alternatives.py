@@ -1,5 +1,8 @@
 """Graders for the chapter-7 exercises (``book/exercises/07_alternatives_exercises``): Layer Norm forward,
-spatial Group Norm forward and backward (numpy).
+spatial Group Norm forward and backward (numpy); and two that grade thinking rather than code:
+:func:`check_batch_of_one` (which layers give an image the same output alone as in a batch, predicted, against
+:func:`batch_of_one_run`) and :func:`check_lr_experiment` (an open experiment: the largest stable learning
+rate with and without normalisation, on :func:`lr_setup`'s configuration, graded on what it measures).
 
 Built on the kit of :mod:`bncourse.checks.base`: each checker runs the student's functions on copies of a few fixed
 cases, compares with the references in :mod:`bncourse.norms.group`, prints one line when they agree, and
@@ -16,17 +19,34 @@ Signatures: ``layernorm_forward(x, gamma, beta, eps) -> (out, cache)`` with ``x`
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
 import numpy as np
+import torch
 
 from bncourse.checks import base as kit
+from bncourse.checks.base import call
 from bncourse.norms.group import groupnorm_backward, groupnorm_forward, layernorm_forward
 
-__all__ = ["check_layernorm_forward", "check_spatial_groupnorm_backward", "check_spatial_groupnorm_forward"]
+__all__ = [
+    "BATCH_NORMS",
+    "LR_GRID",
+    "LR_NORMS",
+    "LR_STEPS",
+    "SAME_TOL",
+    "STABLE_LOSS",
+    "batch_of_one_run",
+    "check_batch_of_one",
+    "check_layernorm_forward",
+    "check_lr_experiment",
+    "check_spatial_groupnorm_backward",
+    "check_spatial_groupnorm_forward",
+    "lr_setup",
+]
 
 
 def _std(x: np.ndarray, axes: tuple[int, ...] | None, eps: float, ddof: int = 0, how: str = "sqrt") -> np.ndarray:
@@ -345,3 +365,217 @@ def check_spatial_groupnorm_backward(forward: Callable, backward: Callable) -> N
         kit.fail(name, "\n".join(msgs))
     print(f"{name}: all {len(cases)} cases passed for dx, dgamma, dbeta (max error {max(errs):.1e}, "
           f"tol {max(tols):.0e})")  # fmt: skip
+
+
+# ------------------------------------------------------------------- predict, then run: a batch of one
+
+BATCH_NORMS = ("bn_train", "bn_eval", "ln", "gn", "in")  # the layers the batch-of-one experiment compares
+SAME_TOL = 1e-4  # an output counts as unchanged when it moves by at most this (float32 rounding)
+
+
+@functools.lru_cache(maxsize=1)
+def _fashion() -> Any:
+    from bncourse import data as bdata
+
+    return bdata.load_dataset("fashion_mnist")
+
+
+def batch_of_one_run(seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
+    """The experiment of the batch-of-one exercise: a seeded ``Conv2d(1, 16, 3, padding=1)`` on ``batch_size``
+    Fashion-MNIST test images, followed by each layer of :data:`BATCH_NORMS` (:func:`bncourse.models.make_norm`:
+    BN in training mode, BN in eval mode after five training-mode passes over other images, Layer Norm, Group
+    Norm with 4 groups, Instance Norm). For each, the largest change of the first image's output when it is
+    normalised alone (a batch of one) instead of with the other images.
+
+    Returns:
+        ``diff`` (norm -> largest absolute change), ``independent`` (the norms whose change is at most
+        :data:`SAME_TOL`, in :data:`BATCH_NORMS` order).
+    """
+    from bncourse import data as bdata
+    from bncourse.models import make_norm
+
+    imgs = bdata.images_to_tensor(_fashion().x_test[: batch_size * 6])
+    x, rest = imgs[:batch_size], imgs[batch_size:]
+    torch.manual_seed(seed)
+    conv = torch.nn.Conv2d(1, 16, 3, padding=1)
+    diff = {}
+    with torch.no_grad():
+        z = conv(x)
+        for key in BATCH_NORMS:
+            layer = make_norm(key.split("_")[0], 16)
+            if key == "bn_eval":
+                for k in range(5):
+                    layer(conv(rest[k * batch_size : (k + 1) * batch_size]))
+                layer.eval()
+            diff[key] = float((layer(z[:1]) - layer(z)[:1]).abs().max())
+    return {"diff": diff, "independent": [k for k in BATCH_NORMS if diff[k] <= SAME_TOL], "seed": seed}
+
+
+_ALONE = {
+    "bn_train": "BN in training mode normalises with the batch's mean and variance: alone, each channel's "
+                "statistics come from the image's own 28 x 28 positions, other numbers than the batch's, so its "
+                "output changes (a conv BN does not fail on one image; it silently computes something else)",
+    "bn_eval": "BN in eval mode uses its running statistics, fixed numbers: every image is normalised on its own, "
+               "batch or no batch. The batch dependence of BN is a training-mode matter",
+    "ln": "Layer Norm normalises each example over its own channels and positions: no statistic crosses the batch",
+    "gn": "Group Norm normalises each example's group of channels over that example alone: no statistic crosses "
+          "the batch",
+    "in": "Instance Norm normalises each example's channel over its own positions: no statistic crosses the batch",
+}  # fmt: skip
+
+
+def check_batch_of_one(prediction: Any, run: dict[str, Any]) -> None:
+    """Grade the predicted set of batch-independent layers (a set, list or tuple of names from
+    :data:`BATCH_NORMS`: those whose output for an image is the same alone as in a batch of 32) against the set
+    :func:`batch_of_one_run` measured (unchanged: at most :data:`SAME_TOL`). Raises ``AssertionError`` naming
+    the misconception of each wrong choice; prints the explanation when right.
+    """
+    name = "check_batch_of_one"
+    prediction = kit.filled(prediction, name, "prediction")
+    if isinstance(prediction, str) or not isinstance(prediction, (set, frozenset, list, tuple)):
+        kind = f"a set of names, e.g. {{'ln', 'gn'}}; got {type(prediction).__name__}"
+        kit.fail(name, f"prediction must be {kind}" + (" (put the string in braces)" if isinstance(prediction, str)
+                                                       else ""))  # fmt: skip
+    unknown = [p for p in prediction if p not in BATCH_NORMS]
+    if unknown:
+        kit.fail(name, f"prediction holds {unknown!r:.60}; use names from {BATCH_NORMS}")
+    got, want = set(prediction), set(run["independent"])
+    diffs = ", ".join(f"{k} {run['diff'][k]:.1e}" for k in BATCH_NORMS)
+    if got == want:
+        print(f"{name}: right; measured change of one image's output, alone vs in the batch: {diffs}. "
+              + " ".join(_ALONE[k].split(":")[0] + "." for k in ("bn_train", "bn_eval")) + " Layer, Group and "
+              "Instance Norm take every statistic within one example, so they behave the same at any batch size "
+              "and in both modes.")  # fmt: skip
+        return
+    wrong = sorted(got ^ want, key=BATCH_NORMS.index)
+    lines = [f"- {k}: you predicted it {'un' if k in got else ''}changed; {_ALONE[k]}" for k in wrong]
+    kit.fail(name, f"{len(wrong)} choice(s) wrong (measured change, alone vs in the batch: {diffs}):\n"
+             + "\n".join(lines))  # fmt: skip
+
+
+# ------------------------------------------------------------ open experiment: the largest stable learning rate
+
+LR_NORMS = ("none", "bn", "ln")
+LR_GRID = (0.03, 0.09, 0.27, 0.81, 2.43, 7.29)
+LR_STEPS = 20
+STABLE_LOSS = float(np.log(10.0))  # a run is stable when its final loss is finite and below a uniform guess's
+
+
+def lr_setup(num_examples: int = 256) -> tuple[Callable[[str], torch.nn.Module], torch.Tensor, torch.Tensor]:
+    """The open experiment's configuration: ``(make_model, x, y)``. ``make_model(norm)`` (``"none"``, ``"bn"`` or
+    ``"ln"``) is a fresh 784-100-100-10 tanh MLP (:class:`bncourse.models.MLP`, Gaussian initial weights of
+    std 0.1, seed 0; the same weights for every norm) with that norm after each hidden linear layer;
+    ``x`` ``(num_examples, 784)`` and ``y`` are the first Fashion-MNIST training images and labels."""
+    from bncourse import data as bdata
+    from bncourse.models import MLP
+
+    ds = _fashion()
+
+    def make_model(norm: str) -> torch.nn.Module:
+        if norm not in LR_NORMS:
+            raise ValueError(f"norm must be one of {LR_NORMS}; got {norm!r}")
+        return MLP((784, 100, 100, 10), None if norm == "none" else norm, "tanh", "gaussian", 0.1, seed=0)
+
+    return make_model, bdata.flat_images(ds.x_train[:num_examples]), torch.as_tensor(ds.y_train[:num_examples])
+
+
+def _final_loss(make_model: Callable, x: torch.Tensor, y: torch.Tensor, norm: str, lr: float) -> float:
+    """Full-batch gradient descent, :data:`LR_STEPS` steps at ``lr``; the loss on ``x`` after them (train mode)."""
+    model = make_model(norm)
+    for _ in range(LR_STEPS):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(x), y))
+
+
+def _stable(v: float) -> bool:
+    return bool(np.isfinite(v) and v < STABLE_LOSS)
+
+
+def check_lr_experiment(experiment: Callable) -> None:
+    """Grade ``experiment(make_model, x, y, lrs, steps) -> dict``, run on :func:`lr_setup`'s configuration with
+    :data:`LR_GRID` and :data:`LR_STEPS`: for each norm of :data:`LR_NORMS` and each learning rate, the final
+    training loss of ``steps`` steps of full-batch gradient descent from a fresh ``make_model(norm)``
+    (``"loss"``: norm -> one number per rate, ``inf`` or ``nan`` allowed for a diverged run); the largest
+    stable rate per norm (``"max_stable"``: final loss finite and below ln 10); and ``"best"``, the norm with
+    the largest stable rate.
+
+    The checker recomputes, for every norm, the loss at the smallest rate and at the rate the student calls the
+    largest stable one (relative tolerance 1e-2), and checks that ``max_stable`` and ``best`` follow from the
+    student's own losses.
+
+    Raises:
+        AssertionError: naming the likely mistake (momentum or minibatches instead of plain full-batch steps, one
+            model reused across rates, BN's loss in eval mode, a conclusion the numbers contradict).
+    """
+    name = "check_lr_experiment"
+    make_model, x, y = lr_setup()
+    res = call(experiment, f"{name}: experiment", make_model, x.clone(), y.clone(), LR_GRID, LR_STEPS)
+    if not isinstance(res, dict) or not {"loss", "max_stable", "best"} <= set(res):
+        kit.fail(name, "return a dict with loss, max_stable and best; got "
+                       + (f"keys {sorted(res)}" if isinstance(res, dict) else type(res).__name__))  # fmt: skip
+    for key in ("loss", "max_stable"):
+        if not isinstance(res[key], dict) or set(res[key]) != set(LR_NORMS):
+            kit.fail(name, f"{key} must be a dict with one entry per norm, {LR_NORMS}")
+    loss = {}
+    for norm in LR_NORMS:
+        v = kit.filled(res["loss"][norm], name, f'loss["{norm}"]')
+        v = v.detach().cpu().numpy() if hasattr(v, "detach") else v
+        try:
+            a = np.asarray(v)
+        except (TypeError, ValueError):
+            a = np.empty(0, dtype=object)
+        if np.iscomplexobj(a):
+            kit.fail(name, f'loss["{norm}"] has complex values: a loss is a real number')
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            kit.fail(name, f'loss["{norm}"] must be numbers, one per learning rate; got {type(v).__name__} '
+                           "(a ragged list, strings?)")  # fmt: skip
+        a = a.astype(np.float64)
+        if a.shape != (len(LR_GRID),):
+            kit.fail(name, f'loss["{norm}"] has the wrong shape: expected ({len(LR_GRID)},), one per learning rate; '
+                           f"got {a.shape}")  # fmt: skip
+        loss[norm] = a
+    claimed = {n: kit.as_number(res["max_stable"][n], name, f'max_stable["{n}"]') for n in LR_NORMS}
+    for norm in LR_NORMS:
+        stable = [lr for lr, v in zip(LR_GRID, loss[norm], strict=True) if _stable(v)]
+        if not stable:
+            kit.fail(name, f"no stable rate for {norm} in your losses (all NaN, inf or at least ln 10); at "
+                           f"{LR_GRID[0]} a run should train")  # fmt: skip
+        if claimed[norm] != max(stable):
+            kit.fail(name, f'max_stable["{norm}"] = {claimed[norm]:g} does not follow from your losses: the largest '
+                           f"rate whose final loss is finite and below ln 10 = {STABLE_LOSS:.3f} is "
+                           f"{max(stable):g}")  # fmt: skip
+    for norm in LR_NORMS:
+        for lr in sorted({LR_GRID[0], claimed[norm]}):
+            ref = _final_loss(make_model, x, y, norm, lr)
+            got = loss[norm][LR_GRID.index(lr)]
+            if not (np.isfinite(got) and abs(got - ref) <= 1e-2 * abs(ref)):
+                if norm == "bn" and all(kit.rel_err(loss[n][0], _final_loss(make_model, x, y, n, LR_GRID[0])) <= 1e-2
+                                        for n in ("none", "ln")):  # fmt: skip
+                    hint = (
+                        "only BN's losses differ: evaluate the final loss in training mode (batch statistics, "
+                        "as in training); in eval mode BN uses running statistics that lag behind the weights"
+                    )
+                else:
+                    hint = ("measure on the stated configuration: a fresh make_model(norm) for every rate, "
+                            "`steps` plain gradient steps p -= lr * p.grad on the whole of x (no momentum, no "
+                            "minibatches), then the cross-entropy on x")  # fmt: skip
+                kit.fail(name, f'loss["{norm}"] at lr {lr:g} is {got:.4g}; the checker measures {ref:.4g} on the '
+                               f"stated configuration. Hint: {hint}")  # fmt: skip
+    best = res["best"]
+    top = max(claimed.values())
+    winners = [n for n in LR_NORMS if claimed[n] == top]
+    if best not in LR_NORMS:
+        kit.fail(name, f"best must be one of {LR_NORMS}; got {best!r:.40}")
+    if best not in winners:
+        kit.fail(name, f'best = "{best}" does not follow from your max_stable {claimed}: the largest is {winners}')
+    rates = ", ".join(f"{n} {claimed[n]:g}" for n in LR_NORMS)
+    print(f"{name}: measured on the stated configuration. Largest stable rate: {rates}. Without normalisation "
+          "a large step drives the tanh units into saturation and the logits apart, and the loss explodes; "
+          "a norm after each linear layer keeps the layer's output scale fixed whatever the weights grow to, "
+          "so larger steps stay trainable. BN (statistics over the batch of 256) allowed the largest here; "
+          "Layer Norm, which needs no batch, sits between.")  # fmt: skip

@@ -11,6 +11,7 @@ None, a string, a ragged list, complex values, the wrong shape, NaN or inf) ends
   :func:`forward_first` grades the forward a backward checker needs, blaming it first when it is wrong;
 - :func:`as_array`, :func:`as_number`, :func:`as_tuple` coerce and validate the student's results;
 - :func:`tol_for` is the tolerance for the dtypes returned; :func:`rel_err` the error measure;
+- :func:`filled` rejects a prediction left as the stub (``None`` or ``...``);
 - :func:`match` finds the known-wrong variant a result reproduces; :func:`verdict` builds the message and
   :func:`judge` raises it (or returns the largest error).
 """
@@ -34,6 +35,7 @@ __all__ = [
     "call",
     "errors",
     "fail",
+    "filled",
     "forward_first",
     "judge",
     "match",
@@ -267,3 +269,11 @@ def judge(name: str, what: str, outs: Sequence[Any], refs: Sequence[Any], cases:
     if msg:
         fail(name, msg)
     return max(errors(outs, refs, cases, kw.get("scale"), kw.get("atol", 0.0)))
+
+
+def filled(v: T, name: str, what: str) -> T:
+    """``v`` unchanged, or a :class:`CheckError` saying the exercise is not filled in yet when ``v`` is still a
+    stub: ``None`` or ``...`` (a prediction cell left as it was)."""
+    if v is None or v is Ellipsis:
+        fail(name, f"{what} is {'None' if v is None else '...'}: the exercise is not filled in yet (set {what})")
+    return v

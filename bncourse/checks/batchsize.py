@@ -1,5 +1,8 @@
 """Graders for the chapter-6 exercises (``book/exercises/06_batchsize_exercises``): Ghost BN, Batch
-Renormalization, and SyncBN's reduction.
+Renormalization, and SyncBN's reduction; and two that grade thinking rather than code:
+:func:`check_small_batch_prediction` (predicted accuracy drops at batch 2, with and without Ghost BN, against
+:func:`small_batch_run`) and :func:`check_precision_experiment` (an open experiment: SyncBN's statistics
+from float32 sums or from per-device moments, on :func:`precision_data`, graded on what it measures).
 
 Built on the kit of :mod:`bncourse.checks.base`: each checker runs the student's function on fixed cases, compares
 with a reference, prints one line when everything agrees and otherwise raises ``AssertionError`` whose
@@ -16,9 +19,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from bncourse.checks.base import Variants, as_array, as_tuple, call, fail, judge, tol_for
+from bncourse.checks.base import Variants, as_array, as_number, as_tuple, call, fail, filled, judge, rel_err, tol_for
 
-__all__ = ["check_batch_renorm", "check_combine_moments", "check_ghost_batchnorm", "check_sync_stats"]
+__all__ = [
+    "DROP_TOL",
+    "PRECISION_OFFSETS",
+    "SMALL_BATCH_EXAMPLES",
+    "check_batch_renorm",
+    "check_combine_moments",
+    "check_ghost_batchnorm",
+    "check_precision_experiment",
+    "check_small_batch_prediction",
+    "check_sync_stats",
+    "precision_data",
+    "small_batch_run",
+]
 
 
 def _columns(c: dict, ref: Any) -> Any:
@@ -286,3 +301,166 @@ def check_combine_moments(combine_moments: Callable) -> None:
     _check_stats(combine_moments, "check_combine_moments", lambda c: (c["means"].copy(), c["vars"].copy(),
                  c["counts"].copy()),
                  "mean = sum_p n_p mean_p / N; var = sum_p n_p (var_p + (mean_p - mean)**2) / N")  # fmt: skip
+
+
+# ------------------------------------------------------------------- predict, then run: small batches, Ghost BN
+
+SMALL_BATCH_EXAMPLES = 2400  # training examples per run (every run sees the same number)
+DROP_TOL = 12.0  # percentage points: the tolerance of a predicted accuracy drop
+
+
+def small_batch_run(seed: int = 0, num_examples: int = SMALL_BATCH_EXAMPLES, num_test: int = 2000) -> dict[str, Any]:
+    """The experiment of the predict-then-run exercise: chapter 6's MLP (784-100-100-10, ReLU, a norm after each
+    hidden layer) on Fashion-MNIST, trained three ways on ``num_examples`` examples (SGD with momentum 0.9,
+    learning rate 0.1 at batch 32, scaled linearly): BN on batches of 32, BN on batches of 2, and Ghost BN with
+    ghost batches of 2 inside SGD batches of 32. Test accuracy on the first ``num_test`` test images.
+
+    Returns:
+        ``acc``: test accuracy (a fraction) of ``"bn_32"``, ``"bn_2"``, ``"ghost_2"``; ``drop``: the drops from
+        ``bn_32`` in percentage points, ``"bn"`` and ``"ghost"``; the configuration.
+    """
+    from bncourse import data as bdata
+    from bncourse.experiments.batchsize import sweep_model
+    from bncourse.train import train_models
+
+    ds = bdata.load_dataset("fashion_mnist")
+    acc = {}
+    for key, norm, b, step in (("bn_32", "bn", 32, 32), ("bn_2", "bn", 2, 2), ("ghost_2", "ghost", 2, 32)):
+        steps = num_examples // step
+        cfg = {"lr": 0.1 * step / 32, "momentum": 0.9, "data_seed": seed}
+        out = train_models(lambda c, n=norm, b=b, s=steps: sweep_model(n, b, s, seed=seed), [cfg], ds.x_train,
+                           ds.y_train, ds.x_test[:num_test], ds.y_test[:num_test], num_steps=steps, batch_size=step,
+                           eval_every=steps, device="cpu", progress=False)  # fmt: skip
+        acc[key] = float(out["test_acc"][0, -1])
+    drop = {"bn": 100 * (acc["bn_32"] - acc["bn_2"]), "ghost": 100 * (acc["bn_32"] - acc["ghost_2"])}
+    return {"acc": acc, "drop": drop, "seed": seed, "num_examples": num_examples, "num_test": num_test}
+
+
+def check_small_batch_prediction(prediction: Any, run: dict[str, Any]) -> None:
+    """Grade the predicted accuracy drops (percentage points, from BN at batch 32 to BN at batch 2 and to Ghost BN
+    with ghost batches of 2), a dict ``{"bn": ..., "ghost": ...}``, against the drops :func:`small_batch_run`
+    measured, within :data:`DROP_TOL` points each. Raises ``AssertionError`` naming the misconception; prints
+    the explanation when right.
+    """
+    name = "check_small_batch_prediction"
+    prediction = filled(prediction, name, "prediction")
+    if not isinstance(prediction, dict) or set(prediction) != {"bn", "ghost"}:
+        fail(name, 'prediction must be a dict {"bn": drop, "ghost": drop} (two numbers, percentage points); '
+                   f"got {prediction!r:.80}")  # fmt: skip
+    got = {k: as_number(filled(prediction[k], name, f'prediction["{k}"]'), name, f'prediction["{k}"]')
+           for k in ("bn", "ghost")}  # fmt: skip
+    drop, acc = run["drop"], run["acc"]
+    off = {k: abs(got[k] - drop[k]) > DROP_TOL for k in got}
+    measured = (f"measured: BN {100 * acc['bn_32']:.1f}% at batch 32, {100 * acc['bn_2']:.1f}% at batch 2 "
+                f"(a drop of {drop['bn']:.1f} points), Ghost BN {100 * acc['ghost_2']:.1f}% "
+                f"(a drop of {drop['ghost']:.1f})")  # fmt: skip
+    if not any(off.values()):
+        print(f"{name}: right within {DROP_TOL:g} points; {measured}. With 2 examples per statistic every "
+              "feature is normalised to x_hat = +1 or -1 in each pair: only which of the two is larger survives, "
+              "whatever the features' values. Ghost BN averages the gradient over 32 examples but normalises "
+              "each ghost batch of 2 the same way, so it loses the same information: it helps against "
+              "noisy gradients, not against statistics taken from too few examples.")  # fmt: skip
+        return
+    if all(0 < abs(got[k]) < 1 for k in got) and all(abs(100 * got[k] - drop[k]) <= DROP_TOL for k in got):
+        fail(name, f"give the drops in percentage points ({drop['bn']:.0f}, not {drop['bn'] / 100:.2f}); {measured}")
+    if off["ghost"] and got["ghost"] < drop["ghost"] - DROP_TOL and got["ghost"] < got["bn"]:
+        hint = ("Ghost BN was expected to rescue small batches. Its SGD steps average the gradient over 32 "
+                "examples, but each ghost batch of 2 is normalised by its own two values, x_hat = +1 or -1 per "
+                "feature, exactly as BN at batch 2: the gradient batch does not fix the statistics")  # fmt: skip
+    elif off["bn"] and got["bn"] < drop["bn"] - DROP_TOL:
+        hint = ("BN was expected to cope with batches of 2. With two values per feature, (x - mean) / std is +1 "
+                "or -1 whatever the values: the layer keeps only which example is larger, and the running "
+                "statistics that the test uses average these crude estimates")  # fmt: skip
+    elif any(got[k] > drop[k] + DROP_TOL for k in got):
+        hint = (f"the networks still learn: BN at batch 32 reaches {100 * acc['bn_32']:.0f}%, and at batch 2 they "
+                "stay well above chance (10%); the sign comparisons that survive carry some information")  # fmt: skip
+    else:
+        hint = "compare the two: a ghost batch of 2 has the statistics of a real batch of 2"
+    bad = ", ".join(f"{k} {got[k]:g}" for k in got if off[k])
+    fail(name, f"prediction off by more than {DROP_TOL:g} points ({bad}); {measured}.\nHint: {hint}")
+
+
+# --------------------------------------------------------------- open experiment: SyncBN's statistics in float32
+
+PRECISION_OFFSETS = (0.0, 1e2, 1e3, 1e4)
+
+
+def precision_data(seed: int = 0, devices: int = 4, per_device: int = 256, channels: int = 8) -> list[np.ndarray]:
+    """The configuration of the open experiment: for each offset of :data:`PRECISION_OFFSETS`, float32 activations
+    ``(devices, per_device, channels)``, ``offset + shift_p + std_c * z``: each device's data shifted by
+    ``shift_p`` in [-1, 1] (devices see different examples), ``std_c`` in [0.5, 2], ``z`` standard normal."""
+    rng = np.random.default_rng(seed)
+    std = rng.uniform(0.5, 2.0, channels)
+    shift = rng.uniform(-1.0, 1.0, (devices, 1, 1))
+    z = rng.normal(size=(devices, per_device, channels))
+    return [(off + shift + std * z).astype(np.float32) for off in PRECISION_OFFSETS]
+
+
+def check_precision_experiment(experiment: Callable, seed: int = 0) -> None:
+    """Grade ``experiment(xs) -> dict``: for each float32 array ``xs[k]`` ``(P, n, C)`` of :func:`precision_data`
+    (P devices of n examples), the global biased variance per channel computed in float32 two ways, as SyncBN
+    could: ``"var_sums"`` from the devices' sums and sums of squares (E[x^2] - E[x]^2) and ``"var_moments"`` from
+    the devices' means and variances (combined with the between-device term), each ``(K, C)``; and
+    ``"more_accurate"``, ``"sums"`` or ``"moments"``, by the student's own errors against the float64 variance.
+
+    The moments route must agree with the float64 variance to float32 rounding (1e-4 plus 1e-6 per unit of
+    offset, relative); the sums route to float32 rounding of E[x^2] (1e-5 of offset^2 plus the variance), while
+    showing the cancellation at the largest offset; the conclusion must follow from the student's numbers.
+
+    Raises:
+        AssertionError: naming the likely mistake (float64 arithmetic, a one-pass variance per device, the
+            between-device term missing, the wrong shape, a conclusion the numbers contradict).
+    """
+    name = "check_precision_experiment"
+    xs = precision_data(seed)
+    res = call(experiment, f"{name}: experiment", [x.copy() for x in xs])
+    if not isinstance(res, dict):
+        fail(name, f"return a dict with var_sums, var_moments, more_accurate; got {type(res).__name__}")
+    missing = [k for k in ("var_sums", "var_moments", "more_accurate") if k not in res]
+    if missing:
+        fail(name, f"the dict lacks {', '.join(missing)}")
+    k, c = len(xs), xs[0].shape[2]
+    hint = "one row per offset (data set), one column per channel: shape (K, C)"
+    sums = as_array(res["var_sums"], name, "var_sums", (k, c), shape_hint=hint).astype(np.float64)
+    moms = as_array(res["var_moments"], name, "var_moments", (k, c), shape_hint=hint).astype(np.float64)
+    flat = [x.astype(np.float64).reshape(-1, c) for x in xs]
+    true = np.stack([f.var(axis=0) for f in flat])
+    within = np.stack([(x.astype(np.float64).var(axis=1)).mean(axis=0) for x in xs])  # average within-device var
+    err_m, err_s = np.abs(moms - true) / true, np.abs(sums - true) / true
+    tol_m = 1e-4 + 1e-6 * np.asarray(PRECISION_OFFSETS)[:, None]  # float32 rounding of means near the offset
+    if (err_m > tol_m).any():
+        j = int(np.argmax((err_m > tol_m).any(axis=1)))
+        if rel_err(moms, within) <= 1e-3:
+            why = ("var_moments is the average of the devices' variances: the devices' means differ too, so add the "
+                   "between-device term, mean over devices of (mean_p - mean)^2")  # fmt: skip
+        elif (err_m[0] <= tol_m[0]).all():
+            why = ("it is right at offset 0 and wrong at large offsets: your per-device variance cancels like the "
+                   "sums route; compute it in two passes, ((x - x.mean(1, keepdims=True)) ** 2).mean(1)")  # fmt: skip
+        else:
+            why = "the global variance is the count-weighted mean of (var_p + (mean_p - mean)^2)"
+        fail(name, f"var_moments is off by {err_m[j].max():.1e} (relative) at offset {PRECISION_OFFSETS[j]:g}: {why}")
+    bound = 1e-5 * (np.asarray(PRECISION_OFFSETS)[:, None] ** 2 + true) / true
+    if (err_s > bound).any():
+        j = int(np.argmax((err_s > bound).any(axis=1)))
+        fail(name, f"var_sums is off by {err_s[j].max():.1e} (relative) at offset {PRECISION_OFFSETS[j]:g}, more "
+                   "than float32 rounding of E[x^2] explains: mean = S / n and var = Q / n - mean**2, with S and Q "
+                   "the sums over all devices of x and x**2")  # fmt: skip
+    if err_s[-1].max() < 1e-3:
+        fail(name, f"var_sums is accurate to {err_s[-1].max():.1e} at offset {PRECISION_OFFSETS[-1]:g}: the float32 "
+                   "sums route cannot be; did you compute in float64 (astype(np.float64), Python floats) or "
+                   "subtract the mean before squaring? The experiment is the float32 sums the devices "
+                   "all-reduce")  # fmt: skip
+    choice = res["more_accurate"]
+    if choice not in ("sums", "moments"):
+        fail(name, f'more_accurate must be "sums" or "moments"; got {choice!r:.40}')
+    if choice != "moments":
+        fail(name, f'more_accurate = "{choice}" does not follow from your numbers: at offset '
+                   f"{PRECISION_OFFSETS[-1]:g} the sums route is off by {err_s[-1].max():.1e}, the moments route by "
+                   f"{err_m[-1].max():.1e}")  # fmt: skip
+    rows = ", ".join(f"{o:g}: {a:.1e} vs {b:.1e}" for o, a, b in zip(PRECISION_OFFSETS, err_s.max(1), err_m.max(1),
+                                                                       strict=True))  # fmt: skip
+    print(f"{name}: measured on the stated data. Largest relative error, sums vs moments, by offset: {rows}. "
+          "E[x^2] - E[x]^2 subtracts two numbers near offset^2, and float32 keeps about 7 significant digits of "
+          "each, so a variance near 1 keeps about 7 - log10(offset^2) of its digits, none at offset 10^4; means "
+          "and variances per device never form offset^2. "
+          "That is why a SyncBN gathers per-device moments, or shifts the data first.")  # fmt: skip

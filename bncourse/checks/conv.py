@@ -5,7 +5,11 @@
   channel over ``(N, H, W)``;
 - :func:`check_spatial_backward` - ``backward(dout, cache) -> (dx, dgamma, dbeta)`` for the student's cache;
 - :func:`check_spatial_via_2d` - the forward written with a 2-D batchnorm after moving channels last;
-- :func:`check_fold_conv_bias` - delete a conv bias before BN without changing either mode's output.
+- :func:`check_fold_conv_bias` - delete a conv bias before BN without changing either mode's output;
+- :func:`check_stat_count` - a predicted count (values behind one channel's statistic in ConvNet3's last BN
+  layer at b = 2) against the count :func:`bn_stat_counts` measures;
+- :func:`check_bias_experiment` - an open experiment (the bias before BN, in both modes, over
+  :data:`BIAS_SCALES`, on :func:`bias_setup`'s configuration), graded on its measurements.
 
 Each runs the student's code on fixed cases (a single image, 1x1 maps, a tiny-variance channel, a non-default
 ``eps``), compares with :mod:`bncourse.norms`, prints one line when right and otherwise raises
@@ -16,13 +20,16 @@ the dtype returned (1e-7 for float64, 1e-3 otherwise), as a fraction of each cha
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from functools import partial
 from types import SimpleNamespace as _Case
 from typing import Any
 
 import numpy as np
+import torch
 
+from bncourse import data as bdata
 from bncourse.checks.base import (
     EPS_GUESSES,
     Variants,
@@ -31,14 +38,26 @@ from bncourse.checks.base import (
     as_tuple,
     call,
     fail,
+    filled,
     forward_first,
     judge,
+    rel_err,
     tol_for,
     verdict,
 )
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
-__all__ = ["check_fold_conv_bias", "check_spatial_backward", "check_spatial_forward", "check_spatial_via_2d"]
+__all__ = [
+    "BIAS_SCALES",
+    "bias_setup",
+    "bn_stat_counts",
+    "check_bias_experiment",
+    "check_fold_conv_bias",
+    "check_spatial_backward",
+    "check_spatial_forward",
+    "check_spatial_via_2d",
+    "check_stat_count",
+]
 
 AX = (0, 2, 3)  # BN's axes for (N, C, H, W): the batch and both spatial axes
 _RIGHT = "mu and var per channel over axis=(0, 2, 3) (biased var), x_hat = (x - mu) / sqrt(var + eps)"
@@ -339,3 +358,193 @@ def check_fold_conv_bias(fold: Callable) -> None:
         modes = ", ".join(m for m, ok in (("training", train_ok), ("eval", eval_ok)) if not ok)
         fail(name, f"the output changes in {modes} mode. Hint: {hint}")
     print(f"{name}: both cases passed; training- and eval-mode outputs are unchanged without the bias")
+
+
+# --------------------------------------------------------------- exercise 3: predict, then run (the count m)
+
+
+@functools.lru_cache(maxsize=2)
+def _images(n: int) -> torch.Tensor:
+    """The first ``n`` Fashion-MNIST test images, ``(n, 1, 28, 28)`` in [0, 1]."""
+    return bdata.images_to_tensor(bdata.load_dataset("fashion_mnist").x_test[:n])
+
+
+def bn_stat_counts(batch_size: int = 2, seed: int = 0) -> list[dict[str, Any]]:
+    """Exercise 3's experiment: ConvNet3 with BN (chapter 7's network) on ``batch_size`` Fashion-MNIST test
+    images, with a forward hook on every BN layer that records the shape of what it normalises.
+
+    Returns:
+        One dict per BN layer, in order: ``layer`` (1, 2, 3), ``shape`` ``(N, C, H, W)``, ``statistics`` (C:
+        one mean and one variance per channel) and ``values`` (N * H * W: what each of them averages over).
+    """
+    from bncourse.models import ConvNet3
+
+    model, found = ConvNet3("bn", seed=seed), []
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.register_forward_hook(lambda mod, inp, out: found.append(tuple(inp[0].shape)))
+    with torch.no_grad():
+        model.train()(_images(batch_size))
+    return [{"layer": k + 1, "shape": s, "statistics": s[1], "values": s[0] * s[2] * s[3]} for k, s in enumerate(found)]
+
+
+def check_stat_count(prediction: Any, counts: list[dict[str, Any]]) -> None:
+    """Grade the prediction of exercise 3: how many values each channel's mean and variance in ConvNet3's *last*
+    BN layer averages over, for a batch of 2 images, against the count :func:`bn_stat_counts` measured.
+
+    The tolerance is zero (a count). Raises ``AssertionError`` naming the misconception a plausible wrong count
+    reveals; prints the explanation when right.
+    """
+    name = "check_stat_count"
+    guess = as_number(filled(prediction, name, "prediction"), name, "prediction", "predict one count")
+    last = counts[-1]
+    n, c, h, w = last["shape"]
+    want = last["values"]
+    if guess == want:
+        first = counts[0]["values"]
+        print(f"{name}: right, {want} values = N x H x W = {n} x {h} x {w}. An MLP's BN at b = {n} would average "
+              f"over {n}; here every position of the {h} x {w} map counts, and the first layer sees {first}. The "
+              f"last layer is where BN is thinnest: its {want} values come from only {n} images, and neighbouring "
+              "positions of one image are strongly correlated, so they are worth far fewer independent values "
+              "(chapter 5, 'How many values stand behind one statistic').")  # fmt: skip
+        return
+    earlier = {d["values"]: d for d in counts[:-1]}
+    hints = [
+        (n, "that is an MLP's count, the batch alone: in a conv layer each channel's statistics also average "
+            "over every position of its feature map, m = N x H x W"),
+        (n * c * h * w, "you counted every channel together: BN keeps one mean and one variance per channel "
+                        f"({c} of each here), each over N x H x W values"),
+        (c, f"{c} is how many means (channels) the layer keeps, not how many values each one averages"),
+        (h * w, "that is one image's map, Instance Norm's count: BN averages over the batch as well, N x H x W"),
+        (n * (h // 2) * (w // 2), "the BN sits before the max-pool: it normalises the conv's output at "
+                                  f"{h} x {w}, not the pooled {h // 2} x {w // 2}"),
+        (c * h * w, "that is one image's values over all its channels, Layer Norm's count: BN takes one "
+                    "statistic per channel, over the batch and the positions, N x H x W"),
+    ]  # fmt: skip
+    for value, hint in hints:
+        if guess == value:
+            fail(name, f"prediction {guess:g} is wrong: {hint}. Rerun after changing it.")
+    if guess in earlier:
+        d = earlier[guess]
+        fail(name, f"prediction {guess:g} is the count of BN layer {d['layer']} (maps of {d['shape'][2]} x "
+                   f"{d['shape'][3]}); the question is about the last BN layer, after two 2 x 2 max-pools")  # fmt: skip
+    fail(name, f"prediction {guess:g} is wrong: count N x H x W at the last BN layer; the input is 28 x 28 and "
+               "every block halves it after its BN (conv 3x3 with padding 1 keeps the size)")  # fmt: skip
+
+
+# --------------------------------------------------------------- exercise 5: open experiment (the bias before BN)
+
+BIAS_SCALES = (0.0, 0.5, 2.0, 8.0)
+
+
+def bias_setup(seed: int = 0) -> tuple[torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.Tensor, torch.Tensor]:
+    """Exercise 5's configuration: ``(conv, bn, x, direction)``.
+
+    ``conv`` is a seeded ``Conv2d(1, 8, 3, padding=1)`` with a zero bias; ``bn`` a ``BatchNorm2d(8)`` whose running
+    statistics come from five training-mode passes over 64 Fashion-MNIST test images each (bias zero);
+    ``x`` the 64 test images that follow, ``(64, 1, 28, 28)``; ``direction`` a seeded ``(8,)`` bias direction.
+    """
+    g = torch.Generator().manual_seed(seed)
+    conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+    bn = torch.nn.BatchNorm2d(8)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) / 3.0)
+        conv.bias.zero_()
+        imgs = _images(384)
+        for k in range(5):
+            bn(conv(imgs[64 * k : 64 * (k + 1)]))
+    return conv, bn.eval(), imgs[320:384].clone(), torch.randn(8, generator=g)
+
+
+def _bias_outputs(seed: int, scales: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """max and mean |BN(conv(x) + s d) - BN(conv(x))| per scale, in eval mode; and the train-mode max."""
+    conv, bn, x, d = bias_setup(seed)
+    with torch.no_grad():
+        z = conv(x)
+        out = []
+        for s in scales:
+            zb = z + s * d.reshape(1, -1, 1, 1)
+            ev = torch.nn.functional.batch_norm(zb, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0,
+                                                bn.eps) - torch.nn.functional.batch_norm(z, bn.running_mean,
+                                                bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)  # fmt: skip
+            tr = torch.nn.functional.batch_norm(zb, None, None, bn.weight, bn.bias, True, 0.0, bn.eps) - (
+                torch.nn.functional.batch_norm(z, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+            )
+            out.append((ev.abs().max().item(), ev.abs().mean().item(), tr.abs().max().item()))
+    return tuple(np.array(v) for v in zip(*out, strict=True))  # type: ignore[return-value]
+
+
+def check_bias_experiment(experiment: Callable, seed: int = 0) -> None:
+    """Grade exercise 5: ``experiment(conv, bn, x, direction, scales) -> dict`` measures what a bias added before
+    BN does, for each scale ``s``: the largest ``|BN(conv(x) + s * direction) - BN(conv(x))|`` in training mode
+    (``"train_diff"``) and in eval mode with ``bn``'s running statistics as handed over (``"eval_diff"``), and
+    states its conclusion as booleans ``"bias_matters_in_train"`` and ``"bias_matters_in_eval"``.
+
+    The checker builds the configuration with :func:`bias_setup`, recomputes every eval-mode point itself
+    (tolerance 1e-3 of the largest), requires the training-mode differences to be float32 rounding (at most
+    1e-4 per unit of bias scale), and the conclusions to follow from the student's own measurements.
+
+    Raises:
+        AssertionError: naming the likely mistake (eval measured in training mode, running statistics changed
+            by a training-mode pass, a mean instead of the largest difference, a conclusion the numbers contradict).
+    """
+    name = "check_bias_experiment"
+    scales = BIAS_SCALES
+    conv, bn, x, d = bias_setup(seed)
+    rm, rv = bn.running_mean.clone(), bn.running_var.clone()
+    res = call(experiment, f"{name}: experiment", conv, bn, x, d, scales)
+    if not isinstance(res, dict):
+        fail(name, f"return a dict with train_diff, eval_diff, bias_matters_in_train, bias_matters_in_eval; got "
+                   f"{type(res).__name__}")  # fmt: skip
+    missing = [k for k in ("train_diff", "eval_diff", "bias_matters_in_train", "bias_matters_in_eval") if k not in res]
+    if missing:
+        fail(name, f"the dict lacks {', '.join(missing)}")
+    k = len(scales)
+    train = as_array(res["train_diff"], name, "train_diff", (k,), shape_hint="one value per scale")
+    ev = as_array(res["eval_diff"], name, "eval_diff", (k,), shape_hint="one value per scale")
+    if (train < 0).any() or (ev < 0).any():
+        fail(name, "differences are absolute values (max of |...|): they cannot be negative")
+    ref_max, ref_mean, ref_train = _bias_outputs(seed, scales)
+    moved = not (torch.equal(bn.running_mean, rm) and torch.equal(bn.running_var, rv))
+    if rel_err(ev, ref_max) > 1e-3:
+        if rel_err(ev, ref_train, ref_max.max()) <= 1e-3:
+            hint = (
+                "eval_diff is rounding only: you measured it in training mode, where the batch mean removes "
+                "the bias. Call bn.eval(): it normalises with running_mean, which never saw this bias"
+            )
+        elif rel_err(ev, ref_mean) <= 1e-3:
+            hint = "you took the mean of |difference|; the stated measure is the largest, .abs().max()"
+        elif moved:
+            hint = (
+                "a forward in training mode changed bn's running statistics (momentum 0.1), so your eval "
+                "mode used other statistics than the stated ones: measure eval mode first, or on a "
+                "copy.deepcopy(bn), or under bn.eval() only"
+            )
+        else:
+            hint = (
+                "compare BN(conv(x) + s * direction) with BN(conv(x)), direction[c] added to channel c, "
+                "with bn.eval() and its running statistics as handed over"
+            )
+        fail(name, f"eval_diff {np.round(ev, 4).tolist()} does not match the stated configuration (the checker "
+                   f"measures {np.round(ref_max, 4).tolist()}). Hint: {hint}")  # fmt: skip
+    bound = 1e-4 * np.maximum(1.0, np.asarray(scales))
+    if (train > bound).any():
+        hint = ("train_diff matches eval mode: call bn.train() for it (batch statistics)"
+                if rel_err(train, ref_max) <= 1e-3 else
+                "in training mode BN subtracts the batch mean, which contains the bias: the outputs agree up to "
+                "float32 rounding; compare with the bias-free output of the same mode")  # fmt: skip
+        fail(name, f"train_diff {train.tolist()} is too large (at most {bound.tolist()}). Hint: {hint}")
+    for key, want, why in (
+        ("bias_matters_in_train", False, f"your train_diff is at most {train.max():.1e}, float32 rounding"),
+        ("bias_matters_in_eval", True, f"your eval_diff reaches {ev.max():.2f}"),
+    ):
+        v = res[key]
+        if not isinstance(v, (bool, np.bool_)):
+            fail(name, f"{key} must be True or False; got {v!r}")
+        if bool(v) != want:
+            fail(name, f"{key} = {v} does not follow from your measurements: {why}")
+    print(f"{name}: measured on the stated configuration. In training mode the outputs agree to "
+          f"{train.max():.1e} at every scale (rounding): the batch mean absorbs the bias, and it gets no gradient. "
+          f"In eval mode they differ by up to {ev[-1]:.2f} at scale {scales[-1]:g}, growing linearly with the "
+          "scale: the running mean does not follow a bias that changes. The bias can go, with running_mean "
+          "corrected once (exercise 4).")  # fmt: skip
