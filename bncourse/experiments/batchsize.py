@@ -24,6 +24,7 @@ from bncourse.experiments.algorithm import sample_inputs
 from bncourse.metrics import accuracy
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
+from bncourse.norms.sync import combine_moments
 from bncourse.parallel import default_workers, run_jobs
 from bncourse.result import Result, make_meta
 from bncourse.runtime import cpu_threads
@@ -35,8 +36,10 @@ __all__ = [
     "GHOST_STEP_BATCH",
     "KURTOSIS",
     "SWEEP_NORMS",
+    "batchrenorm_clipping",
     "batchsize_full",
     "batchsize_sweep",
+    "chunk_statistics",
     "normalisation_noise",
     "statistics_noise",
     "sweep_model",
@@ -284,3 +287,100 @@ def batchsize_full(device: str | None = None, workers: int | None = None) -> Res
     any device, so by default they run on the CPU, one process per core but one."""
     workers = default_workers(all_cores=True) if workers is None else workers
     return batchsize_sweep("full", device=device or "cpu", workers=workers)
+
+
+def batchrenorm_clipping(
+    batch_size: int = 2, scale: str = "reduced", seed: int = 0, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+) -> Result:
+    """Batch Renorm's ``r`` and ``d`` over training, before and after clipping, in the sweep's run.
+
+    Trains the sweep's Batch Renorm network exactly as :func:`batchsize_sweep` does at ``batch_size`` (same
+    initial weights, data order, learning rate and warm-up) and records, at every training step of the first
+    Batch Renorm layer (100 features): the limits ``r_max`` and ``d_max``, quantiles over the features of the
+    unclipped ``r = sigma_B / sigma`` and ``d = (mu_B - mu) / sigma``, and the fraction of features whose
+    ``r`` or ``d`` was clipped.
+
+    Returns:
+        ``steps`` (T,), ``r_max``, ``d_max`` (T,), ``r_q``, ``d_q`` (T, Q) quantiles ``config["quantiles"]``,
+        ``r_clipped``, ``d_clipped`` (T,) fractions, ``test_acc`` (a float array of one value).
+    """
+    if scale not in BATCHSIZE_SCALES:
+        raise ValueError(f"scale must be one of {sorted(BATCHSIZE_SCALES)}; got {scale!r}")
+    if batch_size < 2:
+        raise ValueError(f"batch_size must be at least 2; got {batch_size}")
+    started = time.perf_counter()
+    n_ex = BATCHSIZE_SCALES[scale]["num_examples"]
+    steps = max(1, n_ex // batch_size)
+    ds = bdata.load_dataset("fashion_mnist")
+    rec: list[tuple] = []
+    q = torch.tensor(quantiles)
+
+    def hook(module, inputs, output) -> None:
+        if module.training and module.last_clip is not None:
+            c = module.last_clip
+            r, d = c["r_raw"].float().cpu(), c["d_raw"].float().cpu()
+            r_out = ((r > c["r_max"]) | (r < 1.0 / c["r_max"])).float().mean()
+            rec.append((c["r_max"], c["d_max"], torch.quantile(r, q), torch.quantile(d, q),
+                        float(r_out), float((d.abs() > c["d_max"]).float().mean())))  # fmt: skip
+
+    def make(cfg):
+        model = sweep_model("brn", batch_size, steps, seed=seed)
+        next(m for m in model.modules() if isinstance(m, BatchRenorm)).register_forward_hook(hook)
+        return model
+
+    cfg = {"lr": 0.1 * batch_size / 32, "momentum": 0.9, "data_seed": seed}
+    with cpu_threads(1):
+        out = train_models(make, [cfg], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
+                           batch_size=batch_size, eval_every=max(1, steps // 2), device="cpu", progress=False)  # fmt: skip
+    data = {
+        "steps": np.arange(1, len(rec) + 1),
+        "r_max": np.array([x[0] for x in rec]),
+        "d_max": np.array([x[1] for x in rec]),
+        "r_q": torch.stack([x[2] for x in rec]).numpy().astype(float),
+        "d_q": torch.stack([x[3] for x in rec]).numpy().astype(float),
+        "r_clipped": np.array([x[4] for x in rec]),
+        "d_clipped": np.array([x[5] for x in rec]),
+        "test_acc": np.array([out["test_acc"][0, -1]]),
+    }
+    config = {"batch_size": batch_size, "scale": scale, "seed": seed, "num_steps": steps, "lr": cfg["lr"],
+              "warmup_start": steps // 10, "warmup_end": steps // 2, "quantiles": list(quantiles),
+              "layer": "first Batch Renorm layer (100 features)"}  # fmt: skip
+    return Result("batchrenorm_clipping", config, data, make_meta(ds.describe(), started))
+
+
+def chunk_statistics(x: np.ndarray, ghost_size: int, world_size: int) -> dict[str, np.ndarray]:
+    """The statistics that Ghost BN and SyncBN give each example of one feature's batch ``x`` ``(N,)``.
+
+    Ghost BN: ``x`` split into ghost batches of ``ghost_size`` (the last may be smaller), each normalised
+    with its own mean and standard deviation. SyncBN: ``x`` split into ``world_size`` device shards
+    (``torch.chunk``), each computing its count, mean and variance; these are combined
+    (:func:`bncourse.norms.sync.combine_moments`) into the one global mean and standard deviation that every
+    example is normalised with.
+
+    Returns:
+        ``ghost_id``, ``shard_id`` (N,) the chunk of each example; ``ghost_mean``, ``ghost_std`` (G,);
+        ``shard_mean``, ``shard_std``, ``shard_count`` (P,); ``global_mean``, ``global_std`` (scalars as 0-d
+        arrays). Standard deviations are biased, as BN's.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"x must be one feature's batch, shape (N,) with N >= 2; got {x.shape}")
+    if ghost_size < 2 or not 1 <= world_size <= len(x):
+        raise ValueError(f"need ghost_size >= 2 and 1 <= world_size <= N; got {ghost_size}, {world_size}")
+    t = torch.as_tensor(x)
+    ghosts, shards = t.split(ghost_size), t.chunk(world_size)
+    counts = torch.tensor([float(len(s)) for s in shards])
+    means = torch.stack([s.mean() for s in shards]).unsqueeze(1)
+    variances = torch.stack([s.var(unbiased=False) for s in shards]).unsqueeze(1)
+    g_mean, g_var = combine_moments(counts, means, variances)
+    return {
+        "ghost_id": np.concatenate([np.full(len(g), i) for i, g in enumerate(ghosts)]),
+        "shard_id": np.concatenate([np.full(len(s), i) for i, s in enumerate(shards)]),
+        "ghost_mean": np.array([float(g.mean()) for g in ghosts]),
+        "ghost_std": np.array([float(g.std(unbiased=False)) for g in ghosts]),
+        "shard_mean": means[:, 0].numpy(),
+        "shard_std": variances[:, 0].sqrt().numpy(),
+        "shard_count": counts.numpy(),
+        "global_mean": g_mean[0].numpy(),
+        "global_std": g_var[0].sqrt().numpy(),
+    }
