@@ -330,8 +330,10 @@ def batchrenorm_clipping(
 
     cfg = {"lr": 0.1 * batch_size / 32, "momentum": 0.9, "data_seed": seed}
     with cpu_threads(1):
-        out = train_models(make, [cfg], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps,
-                           batch_size=batch_size, eval_every=max(1, steps // 2), device="cpu", progress=False)  # fmt: skip
+        out = train_models(
+            make, [cfg], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps, batch_size=batch_size,
+            eval_every=max(1, steps // 2), device="cpu", progress=False,
+        )  # fmt: skip
     data = {
         "steps": np.arange(1, len(rec) + 1),
         "r_max": np.array([x[0] for x in rec]),
