@@ -137,8 +137,9 @@ class SyncBatchNorm(BatchNorm):
         shape = (1, -1) + (1,) * (x.dim() - 2)
         c = x.shape[1]
         count = torch.full((1,), x.numel() // c, dtype=x.dtype, device=x.device)
-        local = torch.cat([count, x.mean(dim=axes), x.var(dim=axes, unbiased=False)])  # (2C + 1,)
-        table = all_gather_rows(local)  # (P, 2C + 1): every process's count, mean and variance
+        # this process's count, mean and biased variance, (2C + 1,); then those of all P processes
+        local = torch.cat([count, x.mean(dim=axes), x.var(dim=axes, unbiased=False)])
+        table = all_gather_rows(local)  # (P, 2C + 1)
         m = table[:, 0].sum()
         if float(m.detach()) < 2:
             raise ValueError(f"Expected more than 1 value per channel when training, got {int(m)} in all")
