@@ -76,8 +76,9 @@ def test_sweep_model_same_init_and_norm_layers():
 @pytest.fixture(scope="module")
 def tiny_sweep():
     return exp_bs.batchsize_sweep(
-        "reduced", batch_sizes=(4, 2), norms=exp_bs.SWEEP_NORMS, num_examples=48, device="cpu", progress=False
-    )
+        "reduced", batch_sizes=(4, 2), norms=exp_bs.SWEEP_NORMS, num_examples=48, device="cpu", progress=False,
+        record_clipping=2,
+    )  # fmt: skip
 
 
 def test_batchsize_sweep_tiny(tiny_sweep, tmp_path):
@@ -91,6 +92,8 @@ def test_batchsize_sweep_tiny(tiny_sweep, tmp_path):
     assert path.exists()
     with pytest.raises(ValueError):
         exp_bs.batchsize_sweep("huge")
+    with pytest.raises(ValueError, match="record_clipping"):
+        exp_bs.batchsize_sweep("reduced", norms=("bn",), record_clipping=2)
 
 
 def test_full_scale_is_registered():
@@ -314,8 +317,22 @@ def test_chunk_statistics_and_plot():
     plt.close("all")
 
 
+def test_batchrenorm_clipping_from_the_sweep_is_its_run(tiny_sweep):
+    r = exp_bs.batchrenorm_clipping(tiny_sweep)  # the sweep's Batch Renorm run at b = 2: 24 steps
+    assert r.config["batch_size"] == 2 and len(r.data["steps"]) == 24 == r.config["num_steps"]
+    brn, j = tiny_sweep.config["norms"].index("brn"), list(tiny_sweep.data["batch_sizes"]).index(2)
+    assert r.data["test_acc"][0] == tiny_sweep.data["test_acc"][brn, j, 0]
+    alone = exp_bs.batchsize_sweep("reduced", batch_sizes=(2,), norms=("brn",), num_examples=48, device="cpu",
+                                   progress=False, record_clipping=2)  # fmt: skip
+    np.testing.assert_array_equal(exp_bs.batchrenorm_clipping(alone).data["r_q"], r.data["r_q"])
+    unrecorded = exp_bs.batchsize_sweep("reduced", batch_sizes=(2,), norms=("brn",), num_examples=8,
+                                        device="cpu", progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="record_clipping"):
+        exp_bs.batchrenorm_clipping(unrecorded)
+
+
 def test_batchrenorm_clipping_record_and_plot():
-    r = exp_bs.batchrenorm_clipping(batch_size=32)  # 250 steps, warm-up from 25 to 125
+    r = exp_bs.batchrenorm_clipping(batch_size=32)  # a run of its own: 250 steps, warm-up from 25 to 125
     d, cfg = r.data, r.config
     assert len(d["steps"]) == cfg["num_steps"] == 250 and d["r_q"].shape == (250, 3)
     assert d["r_max"][0] == 1.0 and d["r_max"][-1] == 3.0 and d["d_max"][-1] == 5.0

@@ -33,6 +33,7 @@ from bncourse.train import train_models
 __all__ = [
     "BATCH_SIZES",
     "BATCHSIZE_SCALES",
+    "CLIP_QUANTILES",
     "GHOST_STEP_BATCH",
     "KURTOSIS",
     "SWEEP_NORMS",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 BATCH_SIZES = (32, 16, 8, 4, 2)
+CLIP_QUANTILES = (0.05, 0.5, 0.95)  # of r and d over the features, recorded by batchrenorm_clipping
 GHOST_STEP_BATCH = 32  # Ghost BN in the sweep: SGD batches of 32, split into ghost batches of b
 SWEEP_NORMS = ("none", "bn", "ghost", "brn", "ln")
 BATCHSIZE_SCALES = {
@@ -185,6 +187,7 @@ def batchsize_sweep(
     device: str | None = None,
     progress: bool = True,
     workers: int | None = None,
+    record_clipping: int | None = None,
 ) -> Result:
     """Test accuracy against the number of examples per batch statistic, for several norms.
 
@@ -205,6 +208,9 @@ def batchsize_sweep(
         progress: show progress bars.
         workers: processes running the runs side by side (:func:`bncourse.parallel.run_jobs`, one thread
             each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
+        record_clipping: a batch size ``b`` (with ``"brn"`` among the norms): the Batch Renorm run at ``b``
+            (first seed) records its ``r``, ``d`` and limits at every step, for :func:`batchrenorm_clipping`
+            (arrays ``clip_*`` in the data); ``None``: no record.
 
     Returns:
         ``batch_sizes`` (B,), ``test_acc`` (len(norms), B, S) final accuracies on the full test set,
@@ -216,6 +222,8 @@ def batchsize_sweep(
     started = time.perf_counter()
     cfg = dict(BATCHSIZE_SCALES[scale])
     norms = tuple(norms or cfg["norms"])
+    if record_clipping is not None and ("brn" not in norms or record_clipping not in batch_sizes):
+        raise ValueError(f"record_clipping needs 'brn' among the norms and a swept batch size; got {record_clipping}")
     seeds = tuple(cfg["seeds"] if seeds is None else seeds)
     n_ex = num_examples or cfg["num_examples"]
     ds = bdata.load_dataset("fashion_mnist")
@@ -228,19 +236,23 @@ def batchsize_sweep(
     workers = default_workers() if workers is None else workers
     source = "fashion_mnist" if workers > 1 else ds  # workers load it by name
     jobs = [
-        (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""))
+        (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""),
+         norm == "brn" and b == record_clipping and s == seeds[0])
         for norm in norms for b in batch_sizes for s in seeds
     ]  # fmt: skip
     with cpu_threads(1):  # CPU threads only; harmless on a GPU
         outs = run_jobs(_sweep_run, jobs, workers, progress=progress, desc="sweep runs",
                         cost=lambda job: 1 / job[3])  # fmt: skip  # the smaller the step batch, the more steps
     dev_name = outs[0][0] if outs else "cpu"
-    for job, (_, a, train_loss, bs) in zip(jobs, outs, strict=True):
+    clip = {}
+    for job, (_, a, train_loss, bs, record) in zip(jobs, outs, strict=True):
         norm, b, s = job[:3]
         ii, j, ss = norms.index(norm), list(batch_sizes).index(b), seeds.index(s)
         acc[ii, j, ss], loss[ii, j, ss] = a, train_loss
         if norm == "bn":
             bn_bs[j, ss] = bs
+        if record is not None:
+            clip = {f"clip_{k}": v for k, v in record.items()}
     config = {
         "scale": scale,
         "norms": list(norms),
@@ -251,23 +263,38 @@ def batchsize_sweep(
         "ghost_step_batch": GHOST_STEP_BATCH,
         "model": "MLP 784-100-100-10, ReLU, norm after each hidden linear layer",
     }
+    if clip:
+        config.update(
+            {"clip_batch_size": record_clipping, "clip_seed": seeds[0], "clip_quantiles": list(CLIP_QUANTILES)}
+        )
     data = {"batch_sizes": np.asarray(batch_sizes), "test_acc": acc, "bn_batch_stats_acc": bn_bs, "train_loss": loss}
+    data.update(clip)
     meta = make_meta(ds.describe(), started)
     meta.update({"device": dev_name, "dataset": ds.name, "num_train": len(ds.x_train), "num_test": len(ds.x_test)})
     return Result("batchsize_sweep", config, data, meta)
 
 
 def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentum: float, num_examples: int,
-               dataset, device: str) -> tuple[str, float, float, float]:  # fmt: skip
+               dataset, device: str, record: bool = False) -> tuple[str, float, float, float, dict | None]:  # fmt: skip
     """One run of :func:`batchsize_sweep` (a worker's job): ``(device name, test accuracy, train loss, BN's
-    accuracy with test batches of b)``; the last is NaN except for ``"bn"``."""
+    accuracy with test batches of b, record)``; the fourth is NaN except for ``"bn"``; with ``record`` (a
+    ``"brn"`` run) the first Batch Renorm layer's ``r``, ``d`` and limits at every step (see
+    :func:`batchrenorm_clipping`), else ``None``."""
     ds = bdata.load_dataset(dataset) if isinstance(dataset, str) else dataset
     steps = max(1, num_examples // step_batch)
     cfg = {"norm": norm, "b": b, "seed": seed, "lr": lr * step_batch / 32, "momentum": momentum, "data_seed": seed}
+    recorder = _ClipRecorder() if record else None
+
+    def make(c):
+        model = sweep_model(c["norm"], c["b"], steps, seed=c["seed"])
+        if recorder is not None:
+            next(m for m in model.modules() if isinstance(m, BatchRenorm)).register_forward_hook(recorder)
+        return model
+
     out = train_models(
-        lambda c: sweep_model(c["norm"], c["b"], steps, seed=c["seed"]), [cfg], ds.x_train, ds.y_train,
-        ds.x_test, ds.y_test, num_steps=steps, batch_size=step_batch, eval_every=max(1, steps // 2),
-        device=device or None, progress=False,
+        make, [cfg], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps, batch_size=step_batch,
+        eval_every=max(1, steps // 2), device=device or None, progress=False,
+        cuda_graph=False if record else None,  # the record reads every step on the host
     )  # fmt: skip
     bn_bs = np.nan
     if norm == "bn":
@@ -278,7 +305,36 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
         # train mode updates the running statistics
         n = len(x_test) // b * b
         bn_bs = accuracy(copy.deepcopy(out["models"][0]), x_test[:n], y_test[:n], batch_size=b, train=True)
-    return out["device"], float(out["test_acc"][0, -1]), float(out["train_loss"][0, -1]), bn_bs
+    record = recorder.arrays() if recorder is not None else None
+    return out["device"], float(out["test_acc"][0, -1]), float(out["train_loss"][0, -1]), bn_bs, record
+
+
+class _ClipRecorder:
+    """Forward hook on a :class:`BatchRenorm` layer: per training step its limits, quantiles over the
+    features of the unclipped ``r`` and ``d``, and the fractions of features clipped."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.q = torch.tensor(CLIP_QUANTILES)
+
+    def __call__(self, module, inputs, output) -> None:
+        if module.training and module.last_clip is not None:
+            c = module.last_clip
+            r, d = c["r_raw"].float().cpu(), c["d_raw"].float().cpu()
+            r_out = ((r > c["r_max"]) | (r < 1.0 / c["r_max"])).float().mean()
+            self.rows.append((c["r_max"], c["d_max"], torch.quantile(r, self.q), torch.quantile(d, self.q),
+                              float(r_out), float((d.abs() > c["d_max"]).float().mean())))  # fmt: skip
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        rows = self.rows
+        return {
+            "r_max": np.array([x[0] for x in rows], dtype=float),
+            "d_max": np.array([x[1] for x in rows], dtype=float),
+            "r_q": torch.stack([x[2] for x in rows]).numpy().astype(float),
+            "d_q": torch.stack([x[3] for x in rows]).numpy().astype(float),
+            "r_clipped": np.array([x[4] for x in rows]),
+            "d_clipped": np.array([x[5] for x in rows]),
+        }
 
 
 def batchsize_full(device: str | None = None, workers: int | None = None) -> Result:
@@ -290,64 +346,43 @@ def batchsize_full(device: str | None = None, workers: int | None = None) -> Res
 
 
 def batchrenorm_clipping(
-    batch_size: int = 2, scale: str = "reduced", seed: int = 0, quantiles: Sequence[float] = (0.05, 0.5, 0.95)
+    sweep: Result | None = None, batch_size: int = 2, scale: str = "reduced", seed: int = 0
 ) -> Result:
-    """Batch Renorm's ``r`` and ``d`` over training, before and after clipping, in the sweep's run.
+    """Batch Renorm's ``r`` and ``d`` over training, before clipping, and their limits, in a sweep's run.
 
-    Trains the sweep's Batch Renorm network exactly as :func:`batchsize_sweep` does at ``batch_size`` (same
-    initial weights, data order, learning rate and warm-up) and records, at every training step of the first
-    Batch Renorm layer (100 features): the limits ``r_max`` and ``d_max``, quantiles over the features of the
-    unclipped ``r = sigma_B / sigma`` and ``d = (mu_B - mu) / sigma``, and the fraction of features whose
-    ``r`` or ``d`` was clipped.
+    With ``sweep`` (a :func:`batchsize_sweep` result made with ``record_clipping``), the record of its Batch
+    Renorm run; otherwise that run alone, ``batchsize_sweep(scale, ["brn"] at batch_size, seed)`` (same
+    initial weights, data order, learning rate and warm-up as in the sweep). Recorded at every training step
+    of the first Batch Renorm layer (100 features): the limits ``r_max`` and ``d_max``, quantiles
+    ``CLIP_QUANTILES`` over the features of the unclipped ``r = sigma_B / sigma`` and
+    ``d = (mu_B - mu) / sigma``, and the fraction of features whose ``r`` or ``d`` was clipped.
 
     Returns:
-        ``steps`` (T,), ``r_max``, ``d_max`` (T,), ``r_q``, ``d_q`` (T, Q) quantiles ``config["quantiles"]``,
-        ``r_clipped``, ``d_clipped`` (T,) fractions, ``test_acc`` (a float array of one value).
+        ``steps`` (T,), ``r_max``, ``d_max`` (T,), ``r_q``, ``d_q`` (T, Q), ``r_clipped``, ``d_clipped`` (T,)
+        fractions, ``test_acc`` (one value: the run's final test accuracy).
     """
-    if scale not in BATCHSIZE_SCALES:
-        raise ValueError(f"scale must be one of {sorted(BATCHSIZE_SCALES)}; got {scale!r}")
-    if batch_size < 2:
-        raise ValueError(f"batch_size must be at least 2; got {batch_size}")
+    if sweep is None:
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2; got {batch_size}")
+        sweep = batchsize_sweep(scale, batch_sizes=(batch_size,), norms=("brn",), seeds=(seed,), progress=False,
+                                workers=1, record_clipping=batch_size)  # fmt: skip
+    if sweep.name != "batchsize_sweep" or "clip_r_q" not in sweep.data:
+        raise ValueError("need a batchsize_sweep result made with record_clipping=<batch size>")
     started = time.perf_counter()
-    n_ex = BATCHSIZE_SCALES[scale]["num_examples"]
-    steps = max(1, n_ex // batch_size)
-    ds = bdata.load_dataset("fashion_mnist")
-    rec: list[tuple] = []
-    q = torch.tensor(quantiles)
-
-    def hook(module, inputs, output) -> None:
-        if module.training and module.last_clip is not None:
-            c = module.last_clip
-            r, d = c["r_raw"].float().cpu(), c["d_raw"].float().cpu()
-            r_out = ((r > c["r_max"]) | (r < 1.0 / c["r_max"])).float().mean()
-            rec.append((c["r_max"], c["d_max"], torch.quantile(r, q), torch.quantile(d, q),
-                        float(r_out), float((d.abs() > c["d_max"]).float().mean())))  # fmt: skip
-
-    def make(cfg):
-        model = sweep_model("brn", batch_size, steps, seed=seed)
-        next(m for m in model.modules() if isinstance(m, BatchRenorm)).register_forward_hook(hook)
-        return model
-
-    cfg = {"lr": 0.1 * batch_size / 32, "momentum": 0.9, "data_seed": seed}
-    with cpu_threads(1):
-        out = train_models(
-            make, [cfg], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps, batch_size=batch_size,
-            eval_every=max(1, steps // 2), device="cpu", progress=False,
-        )  # fmt: skip
-    data = {
-        "steps": np.arange(1, len(rec) + 1),
-        "r_max": np.array([x[0] for x in rec]),
-        "d_max": np.array([x[1] for x in rec]),
-        "r_q": torch.stack([x[2] for x in rec]).numpy().astype(float),
-        "d_q": torch.stack([x[3] for x in rec]).numpy().astype(float),
-        "r_clipped": np.array([x[4] for x in rec]),
-        "d_clipped": np.array([x[5] for x in rec]),
-        "test_acc": np.array([out["test_acc"][0, -1]]),
-    }
-    config = {"batch_size": batch_size, "scale": scale, "seed": seed, "num_steps": steps, "lr": cfg["lr"],
-              "warmup_start": steps // 10, "warmup_end": steps // 2, "quantiles": list(quantiles),
-              "layer": "first Batch Renorm layer (100 features)"}  # fmt: skip
-    return Result("batchrenorm_clipping", config, data, make_meta(ds.describe(), started))
+    sc, sd = sweep.config, sweep.data
+    b = sc["clip_batch_size"]
+    steps = len(sd["clip_r_max"])
+    j, s = list(sd["batch_sizes"]).index(b), sc["seeds"].index(sc["clip_seed"])
+    data = {k[len("clip_") :]: v for k, v in sd.items() if k.startswith("clip_")}
+    data.update(
+        {"steps": np.arange(1, steps + 1), "test_acc": np.array([sd["test_acc"][sc["norms"].index("brn"), j, s]])}
+    )
+    config = {"batch_size": b, "scale": sc["scale"], "seed": sc["clip_seed"], "num_steps": steps,
+              "lr": sc["lr_at_32"] * b / 32, "warmup_start": steps // 10, "warmup_end": steps // 2,
+              "quantiles": sc["clip_quantiles"], "layer": "first Batch Renorm layer (100 features)"}  # fmt: skip
+    meta = make_meta(sweep.meta.get("data", ""), started)
+    meta["device"] = sweep.meta.get("device", "")
+    return Result("batchrenorm_clipping", config, data, meta)
 
 
 def chunk_statistics(x: np.ndarray, ghost_size: int, world_size: int) -> dict[str, np.ndarray]:
