@@ -310,30 +310,33 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
 
 
 class _ClipRecorder:
-    """Forward hook on a :class:`BatchRenorm` layer: per training step its limits, quantiles over the
-    features of the unclipped ``r`` and ``d``, and the fractions of features clipped."""
+    """Forward hook on a :class:`BatchRenorm` layer: per training step its limits and unclipped ``r`` and
+    ``d``; :meth:`arrays` reduces them to quantiles over the features and fractions of features clipped."""
 
     def __init__(self):
-        self.rows: list[tuple] = []
-        self.q = torch.tensor(CLIP_QUANTILES)
+        self.limits: list[tuple[float, float]] = []
+        self.r: list[torch.Tensor] = []
+        self.d: list[torch.Tensor] = []
 
     def __call__(self, module, inputs, output) -> None:
         if module.training and module.last_clip is not None:
             c = module.last_clip
-            r, d = c["r_raw"].float().cpu(), c["d_raw"].float().cpu()
-            r_out = ((r > c["r_max"]) | (r < 1.0 / c["r_max"])).float().mean()
-            self.rows.append((c["r_max"], c["d_max"], torch.quantile(r, self.q), torch.quantile(d, self.q),
-                              float(r_out), float((d.abs() > c["d_max"]).float().mean())))  # fmt: skip
+            self.limits.append((c["r_max"], c["d_max"]))
+            self.r.append(c["r_raw"])
+            self.d.append(c["d_raw"])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        rows = self.rows
+        r, d = torch.stack(self.r).double().cpu(), torch.stack(self.d).double().cpu()  # (T, C)
+        limits = torch.tensor(self.limits, dtype=torch.float64)  # (T, 2)
+        r_max, d_max = limits[:, :1], limits[:, 1:]  # (T, 1)
+        q = torch.tensor(CLIP_QUANTILES, dtype=torch.float64)
         return {
-            "r_max": np.array([x[0] for x in rows], dtype=float),
-            "d_max": np.array([x[1] for x in rows], dtype=float),
-            "r_q": torch.stack([x[2] for x in rows]).numpy().astype(float),
-            "d_q": torch.stack([x[3] for x in rows]).numpy().astype(float),
-            "r_clipped": np.array([x[4] for x in rows]),
-            "d_clipped": np.array([x[5] for x in rows]),
+            "r_max": r_max[:, 0].numpy(),
+            "d_max": d_max[:, 0].numpy(),
+            "r_q": torch.quantile(r, q, dim=1).T.numpy(),  # (T, Q)
+            "d_q": torch.quantile(d, q, dim=1).T.numpy(),
+            "r_clipped": ((r > r_max) | (r < 1.0 / r_max)).double().mean(1).numpy(),
+            "d_clipped": (d.abs() > d_max).double().mean(1).numpy(),
         }
 
 
