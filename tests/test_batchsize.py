@@ -76,8 +76,9 @@ def test_sweep_model_same_init_and_norm_layers():
 @pytest.fixture(scope="module")
 def tiny_sweep():
     return exp_bs.batchsize_sweep(
-        "reduced", batch_sizes=(4, 2), norms=exp_bs.SWEEP_NORMS, num_examples=48, device="cpu", progress=False
-    )
+        "reduced", batch_sizes=(4, 2), norms=exp_bs.SWEEP_NORMS, num_examples=48, device="cpu", progress=False,
+        record_clipping=2,
+    )  # fmt: skip
 
 
 def test_batchsize_sweep_tiny(tiny_sweep, tmp_path):
@@ -91,6 +92,8 @@ def test_batchsize_sweep_tiny(tiny_sweep, tmp_path):
     assert path.exists()
     with pytest.raises(ValueError):
         exp_bs.batchsize_sweep("huge")
+    with pytest.raises(ValueError, match="record_clipping"):
+        exp_bs.batchsize_sweep("reduced", norms=("bn",), record_clipping=2)
 
 
 def test_full_scale_is_registered():
@@ -278,4 +281,75 @@ def test_plots_and_widget(tiny_sweep):
     size.value = 2
     assert "Ghost BN" in label.value and "b = 2" in label.value
     assert "test accuracy in the sweep" in panels.format_batchsize_choice(tiny_sweep, "ln", 2)
+    plt.close("all")
+
+
+# ------------------------------------------------------- SyncBN's float32 reduction, chunking, Batch Renorm's clip
+
+
+def test_cancellation_demo_naive_sums_fail_combined_moments_pass():
+    r = exp_sync.cancellation_demo(channels=32)
+    d = r.data
+    tol = 1e-3  # relative error against the float64 variance
+    assert np.median(d["naive_rel_err"]) > 100 * tol and (d["naive_var"] < 0).any()
+    assert d["combined_rel_err"].max() < tol
+    small = exp_sync.cancellation_demo(mean=0.0, channels=32)  # no large mean: both formulas fine
+    assert small.data["naive_rel_err"].max() < tol
+    with pytest.raises(ValueError, match="std > 0"):
+        exp_sync.cancellation_demo(std=0.0)
+
+
+def test_chunk_statistics_and_plot():
+    x = np.random.default_rng(0).normal(3.0, 2.0, 10)
+    st = exp_bs.chunk_statistics(x, ghost_size=4, world_size=3)  # chunks of 4, 4, 2 and shards of 4, 4, 2
+    assert list(st["ghost_id"]) == [0] * 4 + [1] * 4 + [2] * 2 and list(st["shard_count"]) == [4, 4, 2]
+    np.testing.assert_allclose(st["ghost_mean"], [x[:4].mean(), x[4:8].mean(), x[8:].mean()])
+    np.testing.assert_allclose(st["ghost_std"][2], x[8:].std())
+    np.testing.assert_allclose([st["global_mean"], st["global_std"]], [x.mean(), x.std()], rtol=1e-12)
+    for bad in ((x, 1, 2), (x, 4, 11), (x[:1], 2, 1), (x.reshape(2, 5), 2, 1)):
+        with pytest.raises(ValueError):
+            exp_bs.chunk_statistics(*bad)
+    fig = plot_bs.plot_chunking(x, st)
+    assert len(fig.axes) == 2 and all(ax.get_xlabel() for ax in fig.axes) and fig.axes[0].get_ylabel()
+    assert all(ax.get_title() for ax in fig.axes)
+    with pytest.raises(ValueError):
+        plot_bs.plot_chunking(x[:5], st)  # stats of another batch
+    plt.close("all")
+
+
+def test_batchrenorm_clipping_from_the_sweep_is_its_run(tiny_sweep):
+    r = exp_bs.batchrenorm_clipping(tiny_sweep)  # the sweep's Batch Renorm run at b = 2: 24 steps
+    assert r.config["batch_size"] == 2 and len(r.data["steps"]) == 24 == r.config["num_steps"]
+    brn, j = tiny_sweep.config["norms"].index("brn"), list(tiny_sweep.data["batch_sizes"]).index(2)
+    assert r.data["test_acc"][0] == tiny_sweep.data["test_acc"][brn, j, 0]
+    alone = exp_bs.batchsize_sweep("reduced", batch_sizes=(2,), norms=("brn",), num_examples=48, device="cpu",
+                                   progress=False, record_clipping=2)  # fmt: skip
+    np.testing.assert_array_equal(exp_bs.batchrenorm_clipping(alone).data["r_q"], r.data["r_q"])
+    unrecorded = exp_bs.batchsize_sweep("reduced", batch_sizes=(2,), norms=("brn",), num_examples=8,
+                                        device="cpu", progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="record_clipping"):
+        exp_bs.batchrenorm_clipping(unrecorded)
+
+
+def test_batchrenorm_clipping_record_and_plot():
+    r = exp_bs.batchrenorm_clipping(batch_size=32)  # a run of its own: 250 steps, warm-up from 25 to 125
+    d, cfg = r.data, r.config
+    assert len(d["steps"]) == cfg["num_steps"] == 250 and d["r_q"].shape == (250, 3)
+    assert d["r_max"][0] == 1.0 and d["r_max"][-1] == 3.0 and d["d_max"][-1] == 5.0
+    assert np.all(np.diff(d["r_max"]) >= 0) and np.all(np.diff(d["d_max"]) >= 0)
+    assert d["r_clipped"][0] == 1.0  # r_max = 1: every r != 1 is clipped
+    assert np.all(d["r_q"][:, 0] <= d["r_q"][:, 1]) and np.all(d["r_q"][:, 1] <= d["r_q"][:, 2])
+    assert d["r_clipped"][-50:].mean() < d["r_clipped"][0] and 0.1 < d["test_acc"][0] <= 1
+    brn = BatchRenorm(3, warmup_start=0, warmup_end=1, r_max=2.0)  # the record the experiment reads
+    assert brn.last_clip is None
+    brn(torch.randn(8, 3) * 10)
+    assert brn.last_clip["r_max"] == 1.0 and torch.all(brn.last_clip["r_raw"] > 1)  # first step: still BN
+    fig = plot_bs.plot_batchrenorm_clipping(r)
+    assert len(fig.axes) == 3 and all(ax.get_xlabel() == "training step" and ax.get_ylabel() for ax in fig.axes)
+    with pytest.raises(ValueError):
+        plot_bs.plot_batchrenorm_clipping(exp_bs.statistics_noise(batch_sizes=(2,), num_batches=5))
+    with pytest.raises(ValueError):
+        plot_bs.plot_batchrenorm_clipping(r, every=0)
+    with pytest.raises(ValueError):
+        exp_bs.batchrenorm_clipping(batch_size=1)
     plt.close("all")

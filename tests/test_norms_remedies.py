@@ -11,7 +11,7 @@ from torch import nn
 
 from bncourse.norms import BatchNorm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
-from bncourse.norms.sync import SyncBatchNorm, all_reduce_sum
+from bncourse.norms.sync import SyncBatchNorm, all_gather_rows, all_reduce_sum, combine_moments, moments_from_sums
 
 
 @pytest.fixture(autouse=True)
@@ -75,6 +75,49 @@ def test_sync_bn_single_process_is_bn():
     assert all_reduce_sum(x) is x
 
 
+def test_combine_moments_is_the_union_with_unequal_counts():
+    parts = [torch.randn(n, 4) * 3 + 2 for n in (1, 3, 7)]  # a part of one value has variance 0
+    counts = torch.tensor([float(len(p)) for p in parts])
+    mean, var = combine_moments(counts, torch.stack([p.mean(0) for p in parts]),
+                                torch.stack([p.var(0, unbiased=False) for p in parts]))  # fmt: skip
+    union = torch.cat(parts)
+    torch.testing.assert_close(mean, union.mean(0), rtol=0, atol=1e-12)
+    torch.testing.assert_close(var, union.var(0, unbiased=False), rtol=0, atol=1e-12)
+    mean_s, var_s = moments_from_sums(counts, torch.stack([p.sum(0) for p in parts]),
+                                      torch.stack([(p * p).sum(0) for p in parts]))  # fmt: skip
+    torch.testing.assert_close(var_s, var)  # the same in float64 with a small mean
+    with pytest.raises(ValueError, match="positive count"):
+        combine_moments(torch.tensor([0.0, 3.0]), torch.zeros(2, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"\(P, C\)"):
+        combine_moments(counts, torch.zeros(3, 4), torch.zeros(2, 4))
+    assert all_gather_rows(counts).shape == (1, 3)  # not distributed: one line
+
+
+def _float32_shards(mean: float = 1e4):
+    """Four float32 shards of 256 values of 16 channels, N(mean, 1), and the float64 variance of their union."""
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.randn(1024, 16, generator=gen) + mean).float()
+    return x.chunk(4), x.double().var(0, unbiased=False)
+
+
+def test_float32_global_variance_naive_sums_cancel_combined_moments_do_not():
+    shards, reference = _float32_shards()
+    counts = torch.tensor([256.0] * 4)
+    _, naive = moments_from_sums(counts, torch.stack([s.sum(0) for s in shards]),
+                                 torch.stack([(s * s).sum(0) for s in shards]))  # fmt: skip
+    _, combined = combine_moments(counts, torch.stack([s.mean(0) for s in shards]),
+                                  torch.stack([s.var(0, unbiased=False) for s in shards]))  # fmt: skip
+    assert naive.dtype == combined.dtype == torch.float32
+    tol = 1e-3  # relative
+    assert ((naive.double() - reference).abs() / reference).max() > 100 * tol  # E[x^2] - mu^2 fails
+    assert (naive < 0).any()  # even a negative variance
+    assert ((combined.double() - reference).abs() / reference).max() < tol
+    centred = [s - 1e4 for s in shards]  # the same data without the large mean: the sums are fine
+    _, small = moments_from_sums(counts, torch.stack([s.sum(0) for s in centred]),
+                                 torch.stack([(s * s).sum(0) for s in centred]))  # fmt: skip
+    assert ((small.double() - reference).abs() / reference).max() < tol
+
+
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     torch.set_default_dtype(torch.float64)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -91,6 +134,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         wgrad = bn.weight.grad.clone()
         dist.all_reduce(wgrad)  # what DDP does with parameter gradients
         result = {"out": out.detach(), "dx": x.grad, "dweight": wgrad, "running_var": bn.running_var.clone()}
+        big = SyncBatchNorm(3).float()  # float32 features with mean 1e4 and std 2: no cancellation
+        result["out32"] = big((x.detach() + 1e4).float()).detach()
         try:  # PyTorch's own SyncBatchNorm, where the backend and device support it
             ref = nn.SyncBatchNorm(3)
             result["torch_sync_out"] = ref(x.detach()).detach()
@@ -120,6 +165,10 @@ def test_sync_bn_across_processes_equals_one_big_batch(tmp_path, world):
         torch.testing.assert_close(p["running_var"], bn.running_var)
         if "torch_sync_out" in p:
             torch.testing.assert_close(torch.cat([q["torch_sync_out"] for q in parts]), out.detach())
+    x32 = (x_all.detach() + 1e4).float().double()  # the float32 values, normalised in float64
+    ref32 = F.batch_norm(x32, None, None, training=True)
+    got32 = torch.cat([p["out32"] for p in parts]).double()
+    assert (got32 - ref32).abs().max() < 1e-2  # E[x^2] - mu^2 in float32 is off by O(1) here
     # a plain per-process BN would differ: the point of synchronising
     local = torch.cat([F.batch_norm(c, None, None, training=True) for c in x_all.detach().chunk(world)])
     assert not torch.allclose(local, F.batch_norm(x_all.detach(), None, None, training=True))

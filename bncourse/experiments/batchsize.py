@@ -24,6 +24,7 @@ from bncourse.experiments.algorithm import sample_inputs
 from bncourse.metrics import accuracy
 from bncourse.models import MLP, make_norm
 from bncourse.norms.remedies import BatchRenorm, GhostBatchNorm
+from bncourse.norms.sync import combine_moments
 from bncourse.result import Result, make_meta
 from bncourse.runtime import cpu_threads
 from bncourse.training.loop import train_models
@@ -32,17 +33,21 @@ from bncourse.training.pool import default_workers, run_jobs
 __all__ = [
     "BATCH_SIZES",
     "BATCHSIZE_SCALES",
+    "CLIP_QUANTILES",
     "GHOST_STEP_BATCH",
     "KURTOSIS",
     "SWEEP_NORMS",
+    "batchrenorm_clipping",
     "batchsize_full",
     "batchsize_sweep",
+    "chunk_statistics",
     "normalisation_noise",
     "statistics_noise",
     "sweep_model",
 ]
 
 BATCH_SIZES = (32, 16, 8, 4, 2)
+CLIP_QUANTILES = (0.05, 0.5, 0.95)  # of r and d over the features, recorded by batchrenorm_clipping
 GHOST_STEP_BATCH = 32  # Ghost BN in the sweep: SGD batches of 32, split into ghost batches of b
 SWEEP_NORMS = ("none", "bn", "ghost", "brn", "ln")
 BATCHSIZE_SCALES = {
@@ -182,6 +187,7 @@ def batchsize_sweep(
     device: str | None = None,
     progress: bool = True,
     workers: int | None = None,
+    record_clipping: int | None = None,
 ) -> Result:
     """Test accuracy against the number of examples per batch statistic, for several norms.
 
@@ -202,6 +208,9 @@ def batchsize_sweep(
         progress: show progress bars.
         workers: processes running the runs side by side (:func:`bncourse.training.pool.run_jobs`, one thread
             each; default ``$BNCOURSE_WORKERS`` or 1); the results are the same as a serial sweep's.
+        record_clipping: a batch size ``b`` (with ``"brn"`` among the norms): the Batch Renorm run at ``b``
+            (first seed) records its ``r``, ``d`` and limits at every step, for :func:`batchrenorm_clipping`
+            (arrays ``clip_*`` in the data); ``None``: no record.
 
     Returns:
         ``batch_sizes`` (B,), ``test_acc`` (len(norms), B, S) final accuracies on the full test set,
@@ -213,6 +222,8 @@ def batchsize_sweep(
     started = time.perf_counter()
     cfg = dict(BATCHSIZE_SCALES[scale])
     norms = tuple(norms or cfg["norms"])
+    if record_clipping is not None and ("brn" not in norms or record_clipping not in batch_sizes):
+        raise ValueError(f"record_clipping needs 'brn' among the norms and a swept batch size; got {record_clipping}")
     seeds = tuple(cfg["seeds"] if seeds is None else seeds)
     n_ex = num_examples or cfg["num_examples"]
     ds = bdata.load_dataset("fashion_mnist")
@@ -225,19 +236,23 @@ def batchsize_sweep(
     workers = default_workers() if workers is None else workers
     source = "fashion_mnist" if workers > 1 else ds  # workers load it by name
     jobs = [
-        (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""))
+        (norm, b, s, GHOST_STEP_BATCH if norm == "ghost" else b, lr, momentum, n_ex, source, str(device or ""),
+         norm == "brn" and b == record_clipping and s == seeds[0])
         for norm in norms for b in batch_sizes for s in seeds
     ]  # fmt: skip
     with cpu_threads(1):  # CPU threads only; harmless on a GPU
         outs = run_jobs(_sweep_run, jobs, workers, progress=progress, desc="sweep runs",
                         cost=lambda job: 1 / job[3])  # fmt: skip  # the smaller the step batch, the more steps
     dev_name = outs[0][0] if outs else "cpu"
-    for job, (_, a, train_loss, bs) in zip(jobs, outs, strict=True):
+    clip = {}
+    for job, (_, a, train_loss, bs, record) in zip(jobs, outs, strict=True):
         norm, b, s = job[:3]
         ii, j, ss = norms.index(norm), list(batch_sizes).index(b), seeds.index(s)
         acc[ii, j, ss], loss[ii, j, ss] = a, train_loss
         if norm == "bn":
             bn_bs[j, ss] = bs
+        if record is not None:
+            clip = {f"clip_{k}": v for k, v in record.items()}
     config = {
         "scale": scale,
         "norms": list(norms),
@@ -248,23 +263,38 @@ def batchsize_sweep(
         "ghost_step_batch": GHOST_STEP_BATCH,
         "model": "MLP 784-100-100-10, ReLU, norm after each hidden linear layer",
     }
+    if clip:
+        config.update(
+            {"clip_batch_size": record_clipping, "clip_seed": seeds[0], "clip_quantiles": list(CLIP_QUANTILES)}
+        )
     data = {"batch_sizes": np.asarray(batch_sizes), "test_acc": acc, "bn_batch_stats_acc": bn_bs, "train_loss": loss}
+    data.update(clip)
     meta = make_meta(ds.describe(), started)
     meta.update({"device": dev_name, "dataset": ds.name, "num_train": len(ds.x_train), "num_test": len(ds.x_test)})
     return Result("batchsize_sweep", config, data, meta)
 
 
 def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentum: float, num_examples: int,
-               dataset, device: str) -> tuple[str, float, float, float]:  # fmt: skip
+               dataset, device: str, record: bool = False) -> tuple[str, float, float, float, dict | None]:  # fmt: skip
     """One run of :func:`batchsize_sweep` (a worker's job): ``(device name, test accuracy, train loss, BN's
-    accuracy with test batches of b)``; the last is NaN except for ``"bn"``."""
+    accuracy with test batches of b, record)``; the fourth is NaN except for ``"bn"``; with ``record`` (a
+    ``"brn"`` run) the first Batch Renorm layer's ``r``, ``d`` and limits at every step (see
+    :func:`batchrenorm_clipping`), else ``None``."""
     ds = bdata.as_dataset(dataset)
     steps = max(1, num_examples // step_batch)
     cfg = {"norm": norm, "b": b, "seed": seed, "lr": lr * step_batch / 32, "momentum": momentum, "data_seed": seed}
+    recorder = _ClipRecorder() if record else None
+
+    def make(c):
+        model = sweep_model(c["norm"], c["b"], steps, seed=c["seed"])
+        if recorder is not None:
+            next(m for m in model.modules() if isinstance(m, BatchRenorm)).register_forward_hook(recorder)
+        return model
+
     out = train_models(
-        lambda c: sweep_model(c["norm"], c["b"], steps, seed=c["seed"]), [cfg], ds.x_train, ds.y_train,
-        ds.x_test, ds.y_test, num_steps=steps, batch_size=step_batch, eval_every=max(1, steps // 2),
-        device=device or None, progress=False,
+        make, [cfg], ds.x_train, ds.y_train, ds.x_test, ds.y_test, num_steps=steps, batch_size=step_batch,
+        eval_every=max(1, steps // 2), device=device or None, progress=False,
+        cuda_graph=False if record else None,  # the record reads every step on the host
     )  # fmt: skip
     bn_bs = np.nan
     if norm == "bn":
@@ -275,7 +305,39 @@ def _sweep_run(norm: str, b: int, seed: int, step_batch: int, lr: float, momentu
         # train mode updates the running statistics
         n = len(x_test) // b * b
         bn_bs = accuracy(copy.deepcopy(out["models"][0]), x_test[:n], y_test[:n], batch_size=b, train=True)
-    return out["device"], float(out["test_acc"][0, -1]), float(out["train_loss"][0, -1]), bn_bs
+    record = recorder.arrays() if recorder is not None else None
+    return out["device"], float(out["test_acc"][0, -1]), float(out["train_loss"][0, -1]), bn_bs, record
+
+
+class _ClipRecorder:
+    """Forward hook on a :class:`BatchRenorm` layer: per training step its limits and unclipped ``r`` and
+    ``d``; :meth:`arrays` reduces them to quantiles over the features and fractions of features clipped."""
+
+    def __init__(self):
+        self.limits: list[tuple[float, float]] = []
+        self.r: list[torch.Tensor] = []
+        self.d: list[torch.Tensor] = []
+
+    def __call__(self, module, inputs, output) -> None:
+        if module.training and module.last_clip is not None:
+            c = module.last_clip
+            self.limits.append((c["r_max"], c["d_max"]))
+            self.r.append(c["r_raw"])
+            self.d.append(c["d_raw"])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        r, d = torch.stack(self.r).double().cpu(), torch.stack(self.d).double().cpu()  # (T, C)
+        limits = torch.tensor(self.limits, dtype=torch.float64)  # (T, 2)
+        r_max, d_max = limits[:, :1], limits[:, 1:]  # (T, 1)
+        q = torch.tensor(CLIP_QUANTILES, dtype=torch.float64)
+        return {
+            "r_max": r_max[:, 0].numpy(),
+            "d_max": d_max[:, 0].numpy(),
+            "r_q": torch.quantile(r, q, dim=1).T.numpy(),  # (T, Q)
+            "d_q": torch.quantile(d, q, dim=1).T.numpy(),
+            "r_clipped": ((r > r_max) | (r < 1.0 / r_max)).double().mean(1).numpy(),
+            "d_clipped": (d.abs() > d_max).double().mean(1).numpy(),
+        }
 
 
 def batchsize_full(device: str | None = None, workers: int | None = None) -> Result:
@@ -284,3 +346,81 @@ def batchsize_full(device: str | None = None, workers: int | None = None) -> Res
     any device, so by default they run on the CPU, one process per core but one."""
     workers = default_workers(all_cores=True) if workers is None else workers
     return batchsize_sweep("full", device=device or "cpu", workers=workers)
+
+
+def batchrenorm_clipping(
+    sweep: Result | None = None, batch_size: int = 2, scale: str = "reduced", seed: int = 0
+) -> Result:
+    """Batch Renorm's ``r`` and ``d`` over training, before clipping, and their limits, in a sweep's run.
+
+    With ``sweep`` (a :func:`batchsize_sweep` result made with ``record_clipping``), the record of its Batch
+    Renorm run; otherwise that run alone, ``batchsize_sweep(scale, ["brn"] at batch_size, seed)`` (same
+    initial weights, data order, learning rate and warm-up as in the sweep). Recorded at every training step
+    of the first Batch Renorm layer (100 features): the limits ``r_max`` and ``d_max``, quantiles
+    ``CLIP_QUANTILES`` over the features of the unclipped ``r = sigma_B / sigma`` and
+    ``d = (mu_B - mu) / sigma``, and the fraction of features whose ``r`` or ``d`` was clipped.
+
+    Returns:
+        ``steps`` (T,), ``r_max``, ``d_max`` (T,), ``r_q``, ``d_q`` (T, Q), ``r_clipped``, ``d_clipped`` (T,)
+        fractions, ``test_acc`` (one value: the run's final test accuracy).
+    """
+    if sweep is None:
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2; got {batch_size}")
+        sweep = batchsize_sweep(scale, batch_sizes=(batch_size,), norms=("brn",), seeds=(seed,), progress=False,
+                                workers=1, record_clipping=batch_size)  # fmt: skip
+    if sweep.name != "batchsize_sweep" or "clip_r_q" not in sweep.data:
+        raise ValueError("need a batchsize_sweep result made with record_clipping=<batch size>")
+    started = time.perf_counter()
+    sc, sd = sweep.config, sweep.data
+    b = sc["clip_batch_size"]
+    steps = len(sd["clip_r_max"])
+    j, s = list(sd["batch_sizes"]).index(b), sc["seeds"].index(sc["clip_seed"])
+    data = {k[len("clip_") :]: v for k, v in sd.items() if k.startswith("clip_")}
+    data.update(
+        {"steps": np.arange(1, steps + 1), "test_acc": np.array([sd["test_acc"][sc["norms"].index("brn"), j, s]])}
+    )
+    config = {"batch_size": b, "scale": sc["scale"], "seed": sc["clip_seed"], "num_steps": steps,
+              "lr": sc["lr_at_32"] * b / 32, "warmup_start": steps // 10, "warmup_end": steps // 2,
+              "quantiles": sc["clip_quantiles"], "layer": "first Batch Renorm layer (100 features)"}  # fmt: skip
+    meta = make_meta(sweep.meta.get("data", ""), started)
+    meta["device"] = sweep.meta.get("device", "")
+    return Result("batchrenorm_clipping", config, data, meta)
+
+
+def chunk_statistics(x: np.ndarray, ghost_size: int, world_size: int) -> dict[str, np.ndarray]:
+    """The statistics that Ghost BN and SyncBN give each example of one feature's batch ``x`` ``(N,)``.
+
+    Ghost BN: ``x`` split into ghost batches of ``ghost_size`` (the last may be smaller), each normalised
+    with its own mean and standard deviation. SyncBN: ``x`` split into ``world_size`` device shards
+    (``torch.chunk``), each computing its count, mean and variance; these are combined
+    (:func:`bncourse.norms.sync.combine_moments`) into the one global mean and standard deviation that every
+    example is normalised with.
+
+    Returns:
+        ``ghost_id``, ``shard_id`` (N,) the chunk of each example; ``ghost_mean``, ``ghost_std`` (G,);
+        ``shard_mean``, ``shard_std``, ``shard_count`` (P,); ``global_mean``, ``global_std`` (scalars as 0-d
+        arrays). Standard deviations are biased, as BN's.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"x must be one feature's batch, shape (N,) with N >= 2; got {x.shape}")
+    if ghost_size < 2 or not 1 <= world_size <= len(x):
+        raise ValueError(f"need ghost_size >= 2 and 1 <= world_size <= N; got {ghost_size}, {world_size}")
+    t = torch.as_tensor(x)
+    ghosts, shards = t.split(ghost_size), t.chunk(world_size)
+    counts = torch.tensor([float(len(s)) for s in shards])
+    means = torch.stack([s.mean() for s in shards]).unsqueeze(1)
+    variances = torch.stack([s.var(unbiased=False) for s in shards]).unsqueeze(1)
+    g_mean, g_var = combine_moments(counts, means, variances)
+    return {
+        "ghost_id": np.concatenate([np.full(len(g), i) for i, g in enumerate(ghosts)]),
+        "shard_id": np.concatenate([np.full(len(s), i) for i, s in enumerate(shards)]),
+        "ghost_mean": np.array([float(g.mean()) for g in ghosts]),
+        "ghost_std": np.array([float(g.std(unbiased=False)) for g in ghosts]),
+        "shard_mean": means[:, 0].numpy(),
+        "shard_std": variances[:, 0].sqrt().numpy(),
+        "shard_count": counts.numpy(),
+        "global_mean": g_mean[0].numpy(),
+        "global_std": g_var[0].sqrt().numpy(),
+    }

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bncourse.norms.batchnorm import BatchNorm
-from bncourse.norms.sync import SyncBatchNorm
+from bncourse.norms.sync import SyncBatchNorm, combine_moments, moments_from_sums
 from bncourse.result import Result, make_meta
 
-__all__ = ["demo_batch", "demo_model", "sync_bn_demo"]
+__all__ = ["cancellation_demo", "demo_batch", "demo_model", "sync_bn_demo"]
 
 
 def demo_model(norm: type[nn.Module] = BatchNorm, seed: int = 0) -> nn.Sequential:
@@ -120,3 +120,44 @@ def sync_bn_demo(world_size: int = 4, per_rank: int = 4) -> Result:
     meta = make_meta("synthetic", started)
     meta.update({"compared": list(keys), "torch_sync_error": parts[0]["torch_sync_error"]})
     return Result("sync_bn_demo", config, data, meta)
+
+
+def cancellation_demo(
+    mean: float = 1e4, std: float = 1.0, world_size: int = 4, per_rank: int = 256, channels: int = 64, seed: int = 0
+) -> Result:
+    """SyncBN's global variance in float32 from per-device sums (``E[x^2] - mu^2``) and from per-device means
+    and variances (:func:`bncourse.norms.sync.combine_moments`), against a float64 reference.
+
+    The features of ``channels`` channels are drawn ``N(mean, std^2)`` in float64, rounded to float32 and
+    split into ``world_size`` shards of ``per_rank`` values per channel (the "devices"); no processes are
+    started, since both reductions are functions of the per-device numbers alone. The reference is the
+    variance of the same float32 values computed in float64.
+
+    Returns:
+        ``reference_var``, ``naive_var``, ``combined_var`` (C,); ``naive_rel_err`` and ``combined_rel_err``
+        (C,): ``|var - reference| / reference``.
+    """
+    if world_size < 1 or per_rank < 1 or channels < 1 or std <= 0:
+        raise ValueError(f"need world_size, per_rank, channels >= 1 and std > 0; got {world_size}, {per_rank}, "
+                         f"{channels}, {std}")  # fmt: skip
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    x64 = torch.randn(world_size * per_rank, channels, generator=gen, dtype=torch.float64) * std + mean
+    x = x64.float()  # the float32 features the devices hold
+    shards = x.chunk(world_size)
+    counts = torch.tensor([float(len(s)) for s in shards])
+    _, naive = moments_from_sums(counts, torch.stack([s.sum(0) for s in shards]),
+                                 torch.stack([(s * s).sum(0) for s in shards]))  # fmt: skip
+    _, combined = combine_moments(counts, torch.stack([s.mean(0) for s in shards]),
+                                  torch.stack([s.var(0, unbiased=False) for s in shards]))  # fmt: skip
+    reference = x.double().var(0, unbiased=False)
+    data = {
+        "reference_var": reference.numpy(),
+        "naive_var": naive.double().numpy(),
+        "combined_var": combined.double().numpy(),
+        "naive_rel_err": ((naive.double() - reference).abs() / reference).numpy(),
+        "combined_rel_err": ((combined.double() - reference).abs() / reference).numpy(),
+    }
+    config = {"mean": mean, "std": std, "world_size": world_size, "per_rank": per_rank, "channels": channels,
+              "seed": seed, "dtype": "float32"}  # fmt: skip
+    return Result("cancellation_demo", config, data, make_meta("synthetic", started))

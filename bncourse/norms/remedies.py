@@ -79,6 +79,9 @@ class BatchRenorm(BatchNorm):
     ``r_max`` ramps from 1 to ``r_max`` and ``d_max`` from 0 to ``d_max`` between ``warmup_start`` and
     ``warmup_end`` steps (``num_batches_tracked``), the paper's warm-up. ``eps``, ``momentum`` (``None``: the
     cumulative average) and ``affine`` are as in :class:`bncourse.norms.BatchNorm`.
+
+    After each training step ``last_clip`` holds what the step used, detached: ``r_raw`` and ``d_raw``
+    ``(C,)`` before clipping and the limits ``r_max``, ``d_max`` (``None`` before the first step).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class BatchRenorm(BatchNorm):
             raise ValueError(f"need r_max >= 1 and d_max >= 0; got {r_max}, {d_max}")
         self.r_max, self.d_max = r_max, d_max
         self.warmup_start, self.warmup_end = warmup_start, warmup_end
+        self.last_clip: dict | None = None
 
     def limits(self) -> tuple[float, float]:
         """The current ``(r_max, d_max)`` of the warm-up schedule."""
@@ -119,8 +123,9 @@ class BatchRenorm(BatchNorm):
         sigma_b = torch.sqrt(var + self.eps)
         with torch.no_grad():
             sigma = torch.sqrt(self.running_var + self.eps)
-            r = (sigma_b / sigma).clamp(1.0 / r_max, r_max)
-            d = ((mu - self.running_mean) / sigma).clamp(-d_max, d_max)
+            r_raw, d_raw = sigma_b / sigma, (mu - self.running_mean) / sigma
+            r, d = r_raw.clamp(1.0 / r_max, r_max), d_raw.clamp(-d_max, d_max)
+            self.last_clip = {"r_raw": r_raw, "d_raw": d_raw, "r_max": r_max, "d_max": d_max}
             self.num_batches_tracked.add_(1)
             factor = self._momentum()
             self.running_mean.lerp_(mu.to(self.running_mean.dtype), factor)

@@ -1,4 +1,5 @@
-"""Chapter 6's figures: noise of the batch statistics, accuracy against batch size, BN in a recurrence."""
+"""Chapter 6's figures: noise of the batch statistics, accuracy against batch size, BN in a recurrence, Batch
+Renorm's clipping over training, and how Ghost BN and SyncBN chunk a batch."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from bncourse.result import Result
 __all__ = [
     "GN_PAPER_ERROR",
     "NORM_LABELS",
+    "plot_batchrenorm_clipping",
     "plot_batchsize_explorer",
     "plot_batchsize_sweep",
+    "plot_chunking",
     "plot_recurrent_bn",
     "plot_statistics_noise",
 ]
@@ -155,5 +158,98 @@ def plot_recurrent_bn(result: Result, units: tuple[int, ...] = (0, 1, 2)) -> Fig
     ax3.set(xlabel="blank rows before the image (sequence length 28 + k)", ylabel="test accuracy",
             title="longer sequences than in training", ylim=(0, 1))  # fmt: skip
     ax3.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_batchrenorm_clipping(result: Result, every: int = 10) -> Figure:
+    """Batch Renorm's ``r`` and ``d`` over training (:func:`bncourse.experiments.batchsize.batchrenorm_clipping`).
+
+    Left: the limits ``r_max`` and ``1 / r_max`` and the spread over the features of the unclipped ``r``
+    (median, and the band between the outer quantiles), log scale. Middle: the same for ``d`` and ``+-d_max``.
+    Right: the fraction of features whose ``r`` or ``d`` was clipped. Steps are averaged in bins of ``every``.
+    """
+    expect(result, "batchrenorm_clipping")
+    if every < 1:
+        raise ValueError(f"every must be at least 1; got {every}")
+    d, cfg = result.data, result.config
+    n = len(d["steps"]) // every * every
+
+    def binned(v):
+        v = np.asarray(v)[:n]
+        return v.reshape(n // every, every, *v.shape[1:]).mean(axis=1)
+
+    t = binned(d["steps"])
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.6))
+    lo, hi = f"{cfg['quantiles'][0]:.0%}", f"{cfg['quantiles'][-1]:.0%}"
+    for ax, key, limit in ((ax1, "r", "r_max"), (ax2, "d", "d_max")):
+        qs = binned(d[f"{key}_q"])
+        ax.fill_between(t, qs[:, 0], qs[:, -1], color="tab:orange", alpha=0.3, lw=0,
+                        label=f"unclipped {key}, {lo} to {hi} of features")  # fmt: skip
+        ax.plot(t, qs[:, len(cfg["quantiles"]) // 2], color="tab:orange", lw=1, label=f"median {key}")
+        ax.plot(t, binned(d[limit]), "k-", lw=1.5, label=f"limit {limit}")
+        low = 1.0 / binned(d[limit]) if key == "r" else -binned(d[limit])
+        ax.plot(t, low, "k--", lw=1.5, label="1 / r_max" if key == "r" else "-d_max")
+        for s in (cfg["warmup_start"], cfg["warmup_end"]):
+            ax.axvline(s, color="gray", lw=0.5, ls=":")
+    ax1.set_yscale("log")
+    r_lo, r_hi = ax1.get_ylim()
+    ax1.set_ylim(r_lo, r_hi * 30)  # room for the legend above the curves
+    d_lo, d_hi = ax2.get_ylim()
+    ax2.set_ylim(d_lo, d_hi + 0.6 * (d_hi - d_lo))
+    ax1.set(xlabel="training step", ylabel="r = sigma_B / sigma (log scale)", title="r and its clip range")
+    ax2.set(xlabel="training step", ylabel="d = (mu_B - mu) / sigma", title="d and its clip range")
+    ax3.plot(t, binned(d["r_clipped"]), color="tab:red", label="r clipped")
+    ax3.plot(t, binned(d["d_clipped"]), color="tab:purple", ls="--", label="d clipped")
+    ax3.set(xlabel="training step", ylabel="fraction of features clipped",
+            title=f"b = {cfg['batch_size']}: how often the limits bind")  # fmt: skip
+    ax3.set_ylim(0, 1.5)
+    for ax in (ax1, ax2, ax3):
+        ax.legend(fontsize=7, loc="upper right", ncol=2)
+    fig.suptitle("Batch Renorm, first layer, dotted: warm-up start and end", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_chunking(x: np.ndarray, stats: dict) -> Figure:
+    """How Ghost BN and SyncBN chunk one feature's batch ``x`` ``(N,)``, with the statistics each example uses.
+
+    ``stats`` is :func:`bncourse.experiments.batchsize.chunk_statistics` of ``x``. Left: the examples coloured
+    by ghost batch, each ghost batch's own mean (line) and mean +- standard deviation (band). Right: the
+    examples coloured by device shard, each shard's local mean (thin), and the one global mean and band that
+    SyncBN gives every example after combining the shards' counts, means and variances.
+    """
+    x = np.asarray(x, dtype=float)
+    keys = ("ghost_id", "shard_id", "ghost_mean", "ghost_std", "shard_mean", "global_mean", "global_std")
+    if x.ndim != 1 or not all(k in stats for k in keys) or len(stats["ghost_id"]) != len(x):
+        raise ValueError(f"need x (N,) and chunk_statistics(x, ...) with {keys}; got x {x.shape}")
+    idx = np.arange(len(x))
+    colors = plt.get_cmap("tab10").colors
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, key, title in ((ax1, "ghost", "Ghost BN: each ghost batch its own statistics"),
+                           (ax2, "shard", "SyncBN: shards combined into one global statistic")):  # fmt: skip
+        ids = stats[f"{key}_id"]
+        for g in np.unique(ids):
+            sel = idx[ids == g]
+            color = colors[int(g) % len(colors)]
+            ax.axvspan(sel[0] - 0.5, sel[-1] + 0.5, color=color, alpha=0.08, lw=0)
+            ax.plot(sel, x[sel], "o", color=color, ms=5)
+            mean = stats[f"{key}_mean"][int(g)]
+            ax.plot([sel[0] - 0.4, sel[-1] + 0.4], [mean, mean], color=color, lw=2 if key == "ghost" else 1)
+            if key == "ghost":
+                sd = stats["ghost_std"][int(g)]
+                ax.fill_between([sel[0] - 0.4, sel[-1] + 0.4], mean - sd, mean + sd, color=color, alpha=0.2, lw=0)
+            label = f"ghost batch {int(g)}" if key == "ghost" else f"device {int(g)}"
+            ax.text((sel[0] + sel[-1]) / 2, 0.97, label, ha="center", va="top", fontsize=7,
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+        ax.set(xlabel="example in the drawn batch")
+        ax.set_title(title, fontsize=9)
+    gm, gs = float(stats["global_mean"]), float(stats["global_std"])
+    ax2.axhline(gm, color="k", lw=2, label="global mean (used by every example)")
+    ax2.axhspan(gm - gs, gm + gs, color="k", alpha=0.08, lw=0, label="global mean +- std")
+    ax2.legend(fontsize=7, loc="lower right")
+    ax1.set(ylabel="feature value x")
+    lo, hi = ax1.get_ylim()
+    ax1.set_ylim(lo, hi + 0.15 * (hi - lo))  # room for the chunk labels
     fig.tight_layout()
     return fig
