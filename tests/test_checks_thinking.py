@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import bncourse.checks as C
-from bncourse.checks import thinking
+from bncourse.checks import base as kit
 from bncourse.checks.batchnorm import M2_DOUT, M2_X, SHRINKAGE_M
 from bncourse.checks.covariate_shift import BIAS_STEPS, bias_run
 from bncourse.checks.inference import SWEEP_M
@@ -46,33 +46,33 @@ def _fails(fn, *args, match: str) -> str:
 
 def test_prediction_stubs_are_not_filled_in():
     for stub in (None, ...):
-        msg = _fails(thinking.as_prediction, stub, "check_x", "prediction", (2,), match="not filled in yet")
+        msg = _fails(kit.as_prediction, stub, "check_x", "prediction", (2,), match="not filled in yet")
         assert "check_x" in msg
     for bad, word in (("0.5", "str"), ([0.1, 0.2, 0.3], "shape"), (np.nan, "NaN"), ([1, 2j], "complex")):
-        _fails(thinking.as_prediction, bad, "check_x", "prediction", (2,), match=word)
-    assert thinking.as_prediction([0.5], "check_x", "p").shape == ()
+        _fails(kit.as_prediction, bad, "check_x", "prediction", (2,), match=word)
+    assert kit.as_prediction([0.5], "check_x", "p").shape == ()
 
 
 def test_choices_and_records_are_validated():
-    assert thinking.as_choice(" 1 - 2/M ", "check_x", "law", ["1", "1 - 2/m"]) == "1 - 2/m"
-    _fails(thinking.as_choice, None, "check_x", "law", ["1"], match="not filled in yet")
-    _fails(thinking.as_choice, "2", "check_x", "law", ["1"], match="one of")
-    _fails(thinking.as_record, [1], "check_x", "f", {"a": ()}, match="dict")
-    _fails(thinking.as_record, {"a": 1, "b": 2}, "check_x", "f", {"a": ()}, match="unexpected")
-    _fails(thinking.as_record, {"a": [1, 2]}, "check_x", "f", {"a": ()}, match="shape")
-    rec = thinking.as_record({"a": 1, "b": "x"}, "check_x", "f", {"a": (), "b": None})
+    assert kit.as_choice(" 1 - 2/M ", "check_x", "law", ["1", "1 - 2/m"]) == "1 - 2/m"
+    _fails(kit.as_choice, None, "check_x", "law", ["1"], match="not filled in yet")
+    _fails(kit.as_choice, "2", "check_x", "law", ["1"], match="one of")
+    _fails(kit.as_record, [1], "check_x", "f", {"a": ()}, match="dict")
+    _fails(kit.as_record, {"a": 1, "b": 2}, "check_x", "f", {"a": ()}, match="unexpected")
+    _fails(kit.as_record, {"a": [1, 2]}, "check_x", "f", {"a": ()}, match="shape")
+    rec = kit.as_record({"a": 1, "b": "x"}, "check_x", "f", {"a": (), "b": None})
     assert rec["a"] == 1.0 and rec["b"] == "x"
 
 
 def test_grade_prediction_explains_either_way(capsys):
-    thinking.grade_prediction("check_x", "p", 0.52, 0.5, 0.05, [("too big", 1.0)], "because")
+    kit.grade_prediction("check_x", "p", 0.52, 0.5, 0.05, [("too big", 1.0)], "because")
     assert "right" in capsys.readouterr().out
-    msg = _fails(thinking.grade_prediction, "check_x", "p", 0.98, 0.5, 0.05, [("too big", 1.0)], "because",
+    msg = _fails(kit.grade_prediction, "check_x", "p", 0.98, 0.5, 0.05, [("too big", 1.0)], "because",
                  match="too big")  # fmt: skip
     assert "because" in msg
-    assert "Why: b" in _fails(thinking.grade_prediction, "check_x", "p", 3.0, 0.5, 0.05, [], "b", match="off by")
-    thinking.grade_choice("check_x", "c", "a", "a", {"a": "", "b": "b is wrong"}, "why")
-    assert "why" in _fails(thinking.grade_choice, "check_x", "c", "b", "a", {"a": "", "b": "b is wrong"}, "why",
+    assert "Why: b" in _fails(kit.grade_prediction, "check_x", "p", 3.0, 0.5, 0.05, [], "b", match="off by")
+    kit.grade_choice("check_x", "c", "a", "a", {"a": "", "b": "b is wrong"}, "why")
+    assert "why" in _fails(kit.grade_choice, "check_x", "c", "b", "a", {"a": "", "b": "b is wrong"}, "why",
                            match="b is wrong")  # fmt: skip
 
 

@@ -1,8 +1,8 @@
-"""Exercise checkers, one module per exercise notebook (``book/exercises/NN_<slug>_exercises.md``), all built
-on the kit in :mod:`bncourse.checks.base` (the thinking exercises of issue 19 also on
-:mod:`bncourse.checks.thinking`). Each checker raises ``AssertionError`` with a hint naming the likely mistake
-(also when the student's code raises, or returns None, a string, a ragged list, complex values, the wrong shape,
-NaN or inf), and prints one line when the student's code is right.
+"""Exercise checkers, one module per exercise notebook (``book/exercises/NN_<slug>_exercises.md``), all built on the
+kit in :mod:`bncourse.checks.base` (also the thinking exercises of issue 19). Each checker raises
+``AssertionError`` with a hint naming the likely mistake (also when the student's code raises, or returns None, a
+string, a ragged list, complex values, the wrong shape, NaN or inf), and prints one line when the student's code
+is right.
 
 - :mod:`bncourse.checks.sgd` - chapter 1: minibatch gradient, epochs, SGD, the gradient's variance (computed,
   and measured by sampling minibatches), which runs diverge (predict, then run), the largest stable learning

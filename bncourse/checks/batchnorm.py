@@ -26,18 +26,21 @@ import numpy as np
 from bncourse.checks.base import (
     EPS_GUESSES,
     Variants,
+    agree,
     as_array,
+    as_choice,
+    as_record,
     as_tuple,
     call,
     errors,
     fail,
     forward_first,
+    grade_prediction,
     judge,
     rel_err,
     tol_for,
     verdict,
 )
-from bncourse.checks.thinking import agree, as_choice, as_record, grade_prediction
 from bncourse.norms import batchnorm_backward, batchnorm_forward
 
 __all__ = [

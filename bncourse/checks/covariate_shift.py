@@ -14,8 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, match, rel_err
-from bncourse.checks.thinking import agree, as_record, grade_prediction
+from bncourse.checks.base import (
+    agree,
+    as_array,
+    as_number,
+    as_record,
+    as_tuple,
+    call,
+    fail,
+    grade_prediction,
+    match,
+    rel_err,
+)
 
 __all__ = [
     "BIAS_STEPS",

@@ -20,8 +20,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from bncourse.checks.base import Variants, as_array, as_number, as_tuple, call, fail, rel_err, tol_for, verdict
-from bncourse.checks.thinking import agree, as_record, grade_prediction
+from bncourse.checks.base import (
+    Variants,
+    agree,
+    as_array,
+    as_number,
+    as_record,
+    as_tuple,
+    call,
+    fail,
+    grade_prediction,
+    rel_err,
+    tol_for,
+    verdict,
+)
 from bncourse.norms import bn_layers, recalibrate_bn
 
 __all__ = [

@@ -22,8 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks.base import as_array, as_number, as_tuple, call, fail, judge
-from bncourse.checks.thinking import agree, as_choice, as_record, grade_choice
+from bncourse.checks.base import (
+    agree,
+    as_array,
+    as_choice,
+    as_number,
+    as_record,
+    as_tuple,
+    call,
+    fail,
+    grade_choice,
+    judge,
+)
 
 __all__ = [
     "DIVERGE_RUNS",
