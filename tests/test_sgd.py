@@ -393,3 +393,29 @@ def test_minibatch_variance_accepts_correct(capsys):
 def test_minibatch_variance_names_mistake(hint):
     with pytest.raises(AssertionError, match=hint):
         variance_checks.check_minibatch_variance(MINIBATCH_MISTAKES[hint])
+
+
+def test_contraction_factors_minimum_and_limit():
+    r = exp1.contraction_factors(curvatures=(1.0, 10.0), lrs=(0.1, 0.18), num=2001)
+    cfg, d = r.config, r.data
+    assert cfg["lr_max"] == pytest.approx(0.2) and cfg["lr_bal"] == pytest.approx(2 / 11)
+    assert cfg["best_factor"] == pytest.approx(9 / 11) and cfg["condition"] == pytest.approx(10)
+    k = int(np.argmin(d["worst"]))  # the grid's best learning rate is the balancing rate
+    assert d["grid"][k] == pytest.approx(2 / 11, abs=2e-4) and d["worst"][k] == pytest.approx(9 / 11, abs=1e-3)
+    assert np.all(d["worst"][d["grid"] > 0.2 + 1e-12] > 1) and np.all(d["worst"][d["grid"] < 0.2] < 1 + 1e-12)
+    np.testing.assert_allclose(d["marked"], [0.9, 0.82])  # max(|1 - 0.1|, |1 - 1|), max(0.82, |1 - 1.8|)
+    for bad in ((1.0, 0.0), (1.0, -2.0), (np.nan, 1.0)):
+        with pytest.raises(ValueError, match="curvatures"):
+            exp1.contraction_factors(curvatures=bad)
+    with pytest.raises(ValueError, match="learning rates"):
+        exp1.contraction_factors(lrs=(-0.1,))
+
+
+def test_plot_contraction_factors_labels_and_rejects_other_results():
+    fig = plot1.plot_contraction_factors(exp1.contraction_factors())
+    ax = fig.axes[0]
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    assert len(ax.get_lines()) >= 3  # two curvatures and their maximum at least
+    plt.close(fig)
+    with pytest.raises(ValueError, match="contraction_factors"):
+        plot1.plot_contraction_factors(exp1.quadratic_gd())

@@ -25,6 +25,7 @@ from bncourse.runtime import cpu_threads, device_name, pick_device, synchronize
 
 __all__ = [
     "THROUGHPUT_SCALES",
+    "contraction_factors",
     "fit_slope",
     "gradient_noise",
     "per_example_sq_norms",
@@ -88,6 +89,57 @@ def quadratic_gd(
     }
     data = {"path": paths, "loss": loss, "contraction": np.array([np.abs(1 - lr * lam).max() for lr in lrs])}
     return Result("quadratic_gd", config, data, make_meta("synthetic quadratic", started))
+
+
+def contraction_factors(
+    curvatures: tuple[float, ...] = (1.0, 10.0),
+    lrs: tuple[float, ...] = (0.02, 0.1, 0.18, 0.21),
+    num: int = 401,
+) -> Result:
+    """Gradient descent's factor per step, ``|1 - lr * l_i|`` for each curvature, over a grid of learning rates.
+
+    On a quadratic with Hessian eigenvalues ``l_i`` each step multiplies coordinate ``i`` by ``1 - lr * l_i``;
+    the slowest coordinate shrinks by ``max_i |1 - lr * l_i|``. That maximum is smallest at the balancing rate
+    ``2 / (min l + max l)``, where it equals ``(kappa - 1) / (kappa + 1)`` with ``kappa = max l / min l``, and
+    reaches 1 at ``2 / max l``, beyond which gradient descent diverges.
+
+    Args:
+        curvatures: the Hessian's eigenvalues, all positive.
+        lrs: learning rates to mark (their factors are returned too).
+        num: points of the grid, from 0 to ``1.25 * 2 / max l``.
+
+    Returns:
+        A ``"contraction_factors"`` result: ``grid`` (G,), ``factors`` (G, C) per curvature, ``worst`` (G,) their
+        maximum, ``marked`` (L,) the worst factor at each of ``lrs``; ``lr_max``, ``lr_bal``, ``best_factor``
+        and ``condition`` in the config.
+    """
+    started = time.perf_counter()
+    lam = np.asarray(curvatures, dtype=float)
+    if lam.ndim != 1 or lam.size < 1 or not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+        raise ValueError(f"curvatures must be positive numbers; got {curvatures!r}")
+    if any(not np.isfinite(lr) or lr < 0 for lr in lrs):
+        raise ValueError(f"learning rates must be non-negative numbers; got {lrs!r}")
+    if num < 2:
+        raise ValueError(f"num must be at least 2; got {num}")
+    lr_max = 2.0 / lam.max()
+    grid = np.linspace(0.0, 1.25 * lr_max, num)
+    factors = np.abs(1 - grid[:, None] * lam[None, :])  # (G, C)
+    cond = float(lam.max() / lam.min())
+    config = {
+        "curvatures": lam.tolist(),
+        "lrs": list(lrs),
+        "lr_max": lr_max,
+        "lr_bal": 2.0 / (lam.min() + lam.max()),
+        "best_factor": (cond - 1) / (cond + 1),
+        "condition": cond,
+    }
+    data = {
+        "grid": grid,
+        "factors": factors,
+        "worst": factors.max(axis=1),
+        "marked": np.array([np.abs(1 - lr * lam).max() for lr in lrs]),
+    }
+    return Result("contraction_factors", config, data, make_meta("synthetic quadratic", started))
 
 
 def _flat(tensors) -> torch.Tensor:

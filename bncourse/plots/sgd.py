@@ -12,6 +12,7 @@ from bncourse.result import Result
 
 __all__ = [
     "plot_amplification",
+    "plot_contraction_factors",
     "plot_gradient_noise",
     "plot_lr_init_sweep",
     "plot_quadratic_gd",
@@ -38,6 +39,31 @@ def plot_quadratic_gd(result: Result) -> Figure:
     ax1.legend(fontsize=7, loc="lower right")
     ax2.set(xlabel="step", ylabel="loss L(theta) (log)", title=f"2 / largest curvature = {cfg['lr_max']:g}")
     ax2.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_contraction_factors(result: Result) -> Figure:
+    """Gradient descent's factor per step against the learning rate: one line per curvature, their maximum.
+
+    Marks the balancing rate ``2 / (min l + max l)``, the stability limit ``2 / max l`` and the learning rates
+    of the result's ``lrs``.
+    """
+    expect(result, "contraction_factors")
+    cfg, d = result.config, result.data
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for c, lam in enumerate(cfg["curvatures"]):
+        ax.plot(d["grid"], d["factors"][:, c], ls="--", lw=1, label=f"curvature {lam:g}: |1 - {lam:g} lr|")
+    ax.plot(d["grid"], d["worst"], color="k", lw=2, label="slowest coordinate: the larger factor")
+    ax.axhline(1.0, color="tab:red", lw=0.8)
+    ax.axvline(cfg["lr_bal"], color="0.5", ls=":", lw=1)
+    ax.axvline(cfg["lr_max"], color="tab:red", ls=":", lw=1)
+    ax.annotate(f"2 / (l_min + l_max) = {cfg['lr_bal']:.3g}", (cfg["lr_bal"], 1.28), fontsize=8, ha="right")
+    ax.annotate(f" 2 / l_max = {cfg['lr_max']:.3g}", (cfg["lr_max"], 1.45), fontsize=8, ha="left")
+    ax.plot(cfg["lrs"], d["marked"], "o", color="k", ms=5, label="the four runs above")
+    ax.set(xlabel="learning rate lr", ylabel="factor per step (below 1: converges)", ylim=(0, 1.55))
+    ax.set(title=f"Gradient descent on a quadratic, condition number {cfg['condition']:g}")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
 
