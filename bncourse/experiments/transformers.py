@@ -178,11 +178,11 @@ def init_grad_norms(
 
 
 def lr_sweep(
-    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2),
+    lrs: Sequence[float] = (3e-3, 1e-2, 3e-2, 1e-1),
     norm: str = "layer",
     n_layers: int = 4,
     d_model: int = 32,
-    steps: int = 150,
+    steps: int = 100,
     batch_size: int = 32,
     seq_len: int = 16,
     vocab: int = 10,
