@@ -185,3 +185,31 @@ def test_plots_draw_their_results_and_refuse_others():
             assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
     with pytest.raises(ValueError, match="draws a 'lr-sweep'"):
         plot_tr.plot_lr_sweep(Result("bn-padding", {}, {}))
+
+
+def test_lr_sweep_warmup_and_placements():
+    kw = {"lrs": (3e-2,), "n_layers": 1, "d_model": 16, "steps": 12, "batch_size": 8}
+    plain = exp_tr.lr_sweep(**kw, placements=("post",))
+    warm = exp_tr.lr_sweep(**kw, placements=("post",), warmup=12)
+    assert set(plain.data) == {"lrs", "chance", "loss_post", "final_post"} and warm.config["warmup"] == 12
+    # the first step is the same (the loss before any update); the updates differ with the warm-up
+    assert plain.data["loss_post"][0, 0] == warm.data["loss_post"][0, 0]
+    assert not np.allclose(plain.data["loss_post"][0, 1:], warm.data["loss_post"][0, 1:])
+    # a warm-up of one step is no warm-up
+    one = exp_tr.lr_sweep(**kw, placements=("post",), warmup=1)
+    assert np.array_equal(one.data["loss_post"], plain.data["loss_post"])
+    assert "warm-up steps" in plot_tr.plot_lr_sweep(warm).axes[0].get_xlabel()
+    with pytest.raises(ValueError, match="warmup >= 0"):
+        exp_tr.lr_sweep(warmup=-1)
+    with pytest.raises(ValueError, match="placements"):
+        exp_tr.lr_sweep(placements=("sandwich",))
+
+
+def test_depth_grad_norms_is_the_last_block_of_init_grad_norms():
+    kw = {"d_model": 16, "batch_size": 8}
+    r = exp_tr.depth_grad_norms(depths=(1, 3), seeds=2, **kw)
+    one = exp_tr.init_grad_norms(n_layers=3, seeds=2, **kw)
+    assert r.data["pre"].shape == (2,) and np.isclose(r.data["post"][1], one.data["post"][:, -1].mean())
+    assert not np.isclose(r.data["post"][1], one.data["post"][:, 0].mean())  # known-wrong: the first block
+    with pytest.raises(ValueError, match="depths"):
+        exp_tr.depth_grad_norms(depths=(0,))

@@ -4,8 +4,9 @@
   its normalised features move under BN over all positions, BN over the real tokens, Layer Norm and RMSNorm;
 - :func:`init_grad_norms` - the gradient norm of each block's MLP output weights at initialisation, pre-LN
   and post-LN (Xiong et al. 2020, Figure 3's measurement, our tiny setup);
+- :func:`depth_grad_norms` - the last block's gradient norm at initialisation against the number of blocks;
 - :func:`lr_sweep` - Adam without warm-up on a synthetic sequence-reversal task, the final loss per learning
-  rate for each placement.
+  rate for each placement (optionally with a linear warm-up).
 
 :func:`reverse_batch` draws the task's batches.
 """
@@ -24,7 +25,7 @@ from bncourse.norms.group import LayerNorm, RMSNorm
 from bncourse.norms.masked import masked_batch_stats, masked_batchnorm
 from bncourse.result import Result, make_meta
 
-__all__ = ["PAD_METHODS", "init_grad_norms", "lr_sweep", "padding_demo", "reverse_batch"]
+__all__ = ["PAD_METHODS", "depth_grad_norms", "init_grad_norms", "lr_sweep", "padding_demo", "reverse_batch"]
 
 # method name -> what the page calls it
 PAD_METHODS = {
@@ -177,6 +178,27 @@ def init_grad_norms(
     return Result("init-grad-norms", config, data, make_meta("synthetic reversal task", started))
 
 
+def depth_grad_norms(depths: Sequence[int] = (2, 4, 8, 16), seeds: int = 6, **kwargs) -> Result:
+    """The gradient norm at initialisation of the *last* block's MLP output weights, against the depth.
+
+    Xiong et al. (2020) bound it independently of the number of layers ``L`` for post-LN and as
+    ``1/sqrt(L)`` for pre-LN. Each depth is one :func:`init_grad_norms` run (``kwargs`` are passed on).
+
+    Returns:
+        A ``"depth-grad-norms"`` result: ``depths``; ``pre``, ``post``: the mean over seeds, ``(len(depths),)``.
+    """
+    if not depths or min(depths) < 1:
+        raise ValueError(f"depths must be positive numbers of blocks; got {list(depths)}")
+    started = time.perf_counter()
+    runs = [init_grad_norms(n_layers=depth, seeds=seeds, **kwargs) for depth in depths]
+    data = {"depths": np.asarray(depths)}
+    for placement in PLACEMENTS:
+        data[placement] = np.asarray([run.data[placement][:, -1].mean() for run in runs])
+    config = {**runs[0].config, "depths": list(depths)}
+    del config["n_layers"]
+    return Result("depth-grad-norms", config, data, make_meta("synthetic reversal task", started))
+
+
 def lr_sweep(
     lrs: Sequence[float] = (3e-3, 1e-2, 3e-2, 1e-1),
     norm: str = "layer",
@@ -187,22 +209,33 @@ def lr_sweep(
     seq_len: int = 16,
     vocab: int = 10,
     seed: int = 0,
+    warmup: int = 0,
+    placements: Sequence[str] = PLACEMENTS,
 ) -> Result:
-    """Train pre-LN and post-LN transformers with Adam at a constant learning rate (no warm-up) on reversal.
+    """Train pre-LN and post-LN transformers with Adam on reversal, by default at a constant learning rate.
 
     Every run starts from the same seed and sees the same batches (fresh random sequences each step, so the
     training loss is also a held-out loss). The final loss is the mean of the last 10 steps' losses; chance
     level is ``ln(vocab)``.
 
+    Args:
+        warmup: steps of linear learning-rate warm-up (step ``s`` uses ``lr * min(1, (s + 1) / warmup)``);
+            0, the default: none.
+        placements: which of ``"pre"``, ``"post"`` to train.
+
     Returns:
         An ``"lr-sweep"`` result: ``lrs``; ``final_<placement>`` ``(len(lrs),)`` and ``loss_<placement>``
-        ``(len(lrs), steps)`` for ``pre`` and ``post``; ``chance``.
+        ``(len(lrs), steps)`` for each placement; ``chance``.
     """
-    if steps < 10 or not lrs or min(lrs) <= 0:
-        raise ValueError(f"need at least 10 steps and positive learning rates; got {steps}, {list(lrs)}")
+    if steps < 10 or not lrs or min(lrs) <= 0 or warmup < 0:
+        raise ValueError(
+            f"need at least 10 steps, positive learning rates and warmup >= 0; got {steps}, {list(lrs)}, {warmup}"
+        )
+    if not placements or any(p not in PLACEMENTS for p in placements):
+        raise ValueError(f"placements must be among {list(PLACEMENTS)}; got {list(placements)}")
     started = time.perf_counter()
     data: dict[str, np.ndarray] = {"lrs": np.asarray(lrs, dtype=float), "chance": np.asarray(np.log(vocab))}
-    for placement in PLACEMENTS:
+    for placement in placements:
         curves = []
         for lr in lrs:
             torch.manual_seed(seed)
@@ -210,7 +243,9 @@ def lr_sweep(
             opt = torch.optim.Adam(model.parameters(), lr=lr)
             gen = torch.Generator().manual_seed(seed + 1)
             losses = []
-            for _ in range(steps):
+            for step in range(steps):
+                for group in opt.param_groups:
+                    group["lr"] = lr * min(1.0, (step + 1) / warmup) if warmup else lr
                 tokens, targets = reverse_batch(batch_size, seq_len, vocab, gen)
                 loss = F.cross_entropy(model(tokens).reshape(-1, vocab), targets.reshape(-1))
                 opt.zero_grad()
@@ -231,5 +266,7 @@ def lr_sweep(
         "vocab": vocab,
         "seed": seed,
         "optimizer": "Adam",
+        "warmup": warmup,
+        "placements": list(placements),
     }
     return Result("lr-sweep", config, data, make_meta("synthetic reversal task", started))

@@ -79,6 +79,8 @@ def plot_lr_sweep(result: Result) -> Figure:
     d = result.data
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for placement, (color, style, label) in _PLACEMENT_STYLE.items():
+        if f"final_{placement}" not in d:
+            continue
         ax1.plot(d["lrs"], d[f"final_{placement}"], style, color=color, label=label)
         ax2.plot(
             np.arange(1, d[f"loss_{placement}"].shape[1] + 1), d[f"loss_{placement}"][-1], color=color, label=label
@@ -87,7 +89,9 @@ def plot_lr_sweep(result: Result) -> Figure:
         ax.axhline(float(d["chance"]), color="gray", ls=":", label="chance, ln(vocab)")
         ax.set_ylabel("cross-entropy loss (nats)")
         ax.legend(fontsize=8)
-    ax1.set(xscale="log", xlabel="learning rate (Adam, no warm-up)", title="Final loss (mean of last 10 steps)")
+    warmup = result.config.get("warmup", 0)
+    schedule = f"{warmup} warm-up steps" if warmup else "no warm-up"
+    ax1.set(xscale="log", xlabel=f"learning rate (Adam, {schedule})", title="Final loss (mean of last 10 steps)")
     ax2.set(xlabel="step", title=f"Training loss at lr = {d['lrs'][-1]:g}")
     fig.tight_layout()
     return fig
