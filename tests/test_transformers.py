@@ -213,3 +213,13 @@ def test_depth_grad_norms_is_the_last_block_of_init_grad_norms():
     assert not np.isclose(r.data["post"][1], one.data["post"][:, 0].mean())  # known-wrong: the first block
     with pytest.raises(ValueError, match="depths"):
         exp_tr.depth_grad_norms(depths=(0,))
+
+
+def test_zero_padding_moves_the_statistics_as_the_formulas_say():
+    x, mask = _padded()
+    p = 1 - mask.double().mean()
+    mean_r, var_r = masked_batch_stats(x, mask)
+    mean_b, var_b = masked_batch_stats(x)
+    assert torch.allclose(mean_b, (1 - p) * mean_r, atol=1e-12)
+    assert torch.allclose(var_b, (1 - p) * (var_r + mean_r**2) - mean_b**2, atol=1e-12)
+    assert not torch.allclose(var_b, (1 - p) * var_r, atol=1e-3)  # known-wrong: the variance just scaled
