@@ -39,6 +39,7 @@ GPU_CHAPTERS = {
     "05_conv",
     "06_batchsize",
     "07_alternatives",
+    "07_transformers",
 }
 INSTALL = (
     'if "google.colab" in sys.modules:  # on Colab only: install the course package (keeps Colab\'s torch)\n'

@@ -6,6 +6,8 @@
 - :mod:`bncourse.models.recurrent`: :class:`ElmanRNN` and :class:`RecurrentBatchNorm` (chapter 6);
 - :mod:`bncourse.models.critique`: the critique's standard / BN / noisy-BN networks, :class:`NoisyBatchNorm`
   and :class:`DeepLinear` (chapter 2).
+- :mod:`bncourse.models.transformer`: :class:`TinyTransformer`, its :class:`TransformerBlock` (pre-LN or post-LN,
+  Layer Norm or RMSNorm) and :class:`SelfAttention` (chapter 7.1).
 
 The many-MLPs-at-once model that the fast trainer uses is :class:`bncourse.training.mlp.BatchedMLP`: it is
 the same :class:`MLP`, stacked, and lives with its trainer.
@@ -22,6 +24,7 @@ from bncourse.models.critique import (
 )
 from bncourse.models.feedforward import ACTIVATIONS, MLP, NORMS, ConvNet3, LeNet, SmallVGG, make_norm, paper_mlp
 from bncourse.models.recurrent import RNN_NORMS, ElmanRNN, RecurrentBatchNorm
+from bncourse.models.transformer import SelfAttention, TinyTransformer, TransformerBlock
 
 __all__ = [
     "ACTIVATIONS",
@@ -36,7 +39,10 @@ __all__ = [
     "LeNet",
     "NoisyBatchNorm",
     "RecurrentBatchNorm",
+    "SelfAttention",
     "SmallVGG",
+    "TinyTransformer",
+    "TransformerBlock",
     "critique_mlp",
     "critique_vgg",
     "make_norm",

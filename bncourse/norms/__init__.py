@@ -7,6 +7,7 @@ dbeta)`` backwards) and torch modules with PyTorch's exact semantics.
 - :mod:`~bncourse.norms.remedies` - Ghost BN and Batch Renormalization (chapter 6).
 - :mod:`~bncourse.norms.sync` - cross-process SyncBN from scratch with ``torch.distributed`` (chapter 6).
 - :mod:`~bncourse.norms.group` - Layer, Instance, Group Norm, RMSNorm and Weight Norm (chapter 7).
+- :mod:`~bncourse.norms.masked` - BN over the tokens of padded sequences, with or without the padding (chapter 7.1).
 """
 
 from bncourse.norms.batchnorm import (
