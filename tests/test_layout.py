@@ -13,6 +13,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 import types
 from pathlib import Path
 
@@ -168,3 +169,48 @@ def test_private_imports_catches_each_form():
         "m.py:5 bdata._cache_path",
     ]
     assert private_imports("from bncourse.models import MLP\nimport bncourse.data\n", "ok.py") == []
+
+
+_IMPORT = re.compile(r"^\s*(?:from\s+(bncourse(?:\.\w+)*)\s+import\s+([\w, ()]+)|import\s+(bncourse(?:\.\w+)*))", re.M)
+
+
+def missing_modules(text: str, root: Path) -> list[str]:
+    """Every ``bncourse`` module that ``text`` imports (``import bncourse.x``, ``from bncourse.x import y``,
+    ``from bncourse import x``) and that has no file under ``root``: found from the files, not by importing, so
+    that an installed copy of an older package cannot hide a stale path."""
+
+    def exists(dotted: str) -> bool:
+        path = root.joinpath(*dotted.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+    found = []
+    for m in _IMPORT.finditer(text):
+        module = m.group(1) or m.group(3)
+        if not exists(module):
+            found.append(module)
+        elif m.group(1) == "bncourse":  # from bncourse import x: x is a module, or a name of the package
+            init = (root / "bncourse" / "__init__.py").read_text()
+            for part in m.group(2).strip("() ").split(","):
+                name = part.split()[0] if part.split() else ""
+                if name and not exists(f"bncourse.{name}") and not re.search(rf"\b{name}\b", init):
+                    found.append(f"bncourse.{name}")
+    return found
+
+
+def test_every_bncourse_import_names_a_module_that_exists():
+    wrong = (
+        "import numpy\nfrom bncourse.engine import train_mlps\n    from bncourse import widgets\nimport bncourse.x\n"
+    )
+    assert missing_modules(wrong, ROOT) == ["bncourse.engine", "bncourse.widgets", "bncourse.x"]
+    assert (
+        missing_modules("from bncourse import __version__, panels\nfrom bncourse.norms import BatchNorm\n", ROOT) == []
+    )
+    files = [*ROOT.glob("bncourse/**/*.py"), *ROOT.glob("tests/*.py"), *ROOT.glob("scripts/*.py")]
+    files += [*ROOT.glob("book/**/*.md"), *ROOT.glob("*.md")]
+    stale = {
+        f"{p.relative_to(ROOT)}: {m}"
+        for p in files
+        if p.name != "test_layout.py"
+        for m in missing_modules(p.read_text(), ROOT)
+    }
+    assert not stale, f"imports of modules that do not exist: {sorted(stale)}"

@@ -321,7 +321,7 @@ def small_batch_run(seed: int = 0, num_examples: int = SMALL_BATCH_EXAMPLES, num
     """
     from bncourse import data as bdata
     from bncourse.experiments.batchsize import sweep_model
-    from bncourse.train import train_models
+    from bncourse.training import train_models
 
     ds = bdata.load_dataset("fashion_mnist")
     acc = {}
