@@ -5,7 +5,8 @@
   ``"gn"``, ...);
 - :mod:`bncourse.models.recurrent`: :class:`ElmanRNN` and :class:`RecurrentBatchNorm` (chapter 6);
 - :mod:`bncourse.models.critique`: the critique's standard / BN / noisy-BN networks, :class:`NoisyBatchNorm`
-  and :class:`DeepLinear` (chapter 2).
+  and :class:`DeepLinear` (chapter 2);
+- :mod:`bncourse.models.residual`: :class:`ResidualMLP` and :class:`ResidualBlock` (zero-init gamma, chapter 4.2).
 
 The many-MLPs-at-once model that the fast trainer uses is :class:`bncourse.training.mlp.BatchedMLP`: it is
 the same :class:`MLP`, stacked, and lives with its trainer.
@@ -22,6 +23,7 @@ from bncourse.models.critique import (
 )
 from bncourse.models.feedforward import ACTIVATIONS, MLP, NORMS, ConvNet3, LeNet, SmallVGG, make_norm, paper_mlp
 from bncourse.models.recurrent import RNN_NORMS, ElmanRNN, RecurrentBatchNorm
+from bncourse.models.residual import ResidualBlock, ResidualMLP
 
 __all__ = [
     "ACTIVATIONS",
@@ -36,6 +38,8 @@ __all__ = [
     "LeNet",
     "NoisyBatchNorm",
     "RecurrentBatchNorm",
+    "ResidualBlock",
+    "ResidualMLP",
     "SmallVGG",
     "critique_mlp",
     "critique_vgg",
