@@ -57,14 +57,14 @@ def digits_tensors(dataset="digits", dtype: torch.dtype = torch.float32):
 
 
 def scale_invariance(
-    scales=(0.1, 0.5, 2.0, 10.0), norm: str | None = "bn", eps: float = 0.0, batch: int = 128, seed: int = 0
+    scales=(0.1, 0.5, 2.0, 10.0), norm: str | None = "bn", eps: float = 1e-12, batch: int = 128, seed: int = 0
 ) -> Result:
     """Scale the first layer's weight and bias (``theta``) by ``c`` and compare loss and gradient (float64).
 
     The network is ``MLP((64, 32, 32, 10), norm, relu)`` in training mode on ``batch`` digits. With BN after
     the first layer the loss does not depend on ``||theta||``, so ``theta . grad = 0`` and
-    ``grad(c theta) = grad(theta) / c``; exactly with ``eps=0`` (set on every BN layer), up to terms of order
-    ``eps / var`` with PyTorch's ``eps=1e-5``.
+    ``grad(c theta) = grad(theta) / c``, up to terms of order ``eps / var`` (``eps`` set on every BN layer:
+    1e-12 by default, PyTorch requires eps > 0; its default 1e-5 shows the terms).
 
     Returns:
         ``scales``; ``loss_change`` ``|L(c theta) - L(theta)|``, ``grad_ratio`` ``c ||grad(c theta)|| /
@@ -145,7 +145,7 @@ def weight_decay_runs(
         gammas = [bn.weight for bn in bn_layers(model)]
 
         def record(m, loss):
-            w = float(m.stem[0].weight.norm())
+            w = float(m.stem[0].weight.detach().norm())
             return w, lr / w**2, float(torch.cat([g.detach() for g in gammas]).norm()), loss
 
         rows = np.asarray(_sgd_run(model, opt, x, y, idx, record))
@@ -305,7 +305,25 @@ def ddp_buffers_demo(world_size: int = 2, per_rank: int = 8, steps: int = 3) -> 
     return Result("ddp_buffers_demo", config, data, meta)
 
 
-FROZEN_SETUPS = ("EMA", "precise", "FrozenBN")
+FROZEN_SETUPS = ("EMA", "precise", "FrozenBN", "EMA, lr/10 at end", "FrozenBN, lr/10 at end")
+
+
+def _tail(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, lr: float, frozen: bool):
+    """A copy of ``model`` and its optimizer trained on ``idx`` at ``lr``, BN frozen or not."""
+    model = copy.deepcopy(model)
+    new_opt = torch.optim.SGD(model.parameters(), lr=lr)
+    new_opt.load_state_dict(opt.state_dict())
+    for group in new_opt.param_groups:
+        group["lr"] = lr
+    model.train()
+    if frozen:
+        freeze_bn_stats(model)
+    for step_idx in idx:
+        loss = F.cross_entropy(model(x[step_idx]), y[step_idx])
+        new_opt.zero_grad()
+        loss.backward()
+        new_opt.step()
+    return model
 
 
 def frozen_bn_runs(
@@ -314,30 +332,29 @@ def frozen_bn_runs(
 ) -> Result:
     """The train/test inconsistency of BN at the end of training, and two remedies (Wu & Johnson 2021).
 
-    Per seed, one residual BN MLP (BN ``momentum`` as in PyTorch) is trained with SGD at a constant ``lr``:
+    Per seed, one residual BN MLP (BN ``momentum`` as in PyTorch) is trained with SGD at a constant ``lr``
+    for ``steps - frozen_steps`` steps; the last ``frozen_steps`` (the same batches for every setup) are:
 
-    - ``"EMA"``: ``steps`` ordinary steps, evaluated with its running (EMA) statistics;
+    - ``"EMA"``: ordinary steps at ``lr``, evaluated with the running (EMA) statistics;
     - ``"precise"``: the same weights, statistics recomputed over the whole training set
       (:func:`~bncourse.norms.recalibrate.recalibrate_bn`);
-    - ``"FrozenBN"``: ``steps - frozen_steps`` ordinary steps, precise statistics, then the last
-      ``frozen_steps`` with BN frozen (:func:`~bncourse.training.recipes.freeze_bn_stats`): the network trains
-      with the normalisation it is evaluated with.
+    - ``"FrozenBN"``: precise statistics first, then the steps with BN frozen
+      (:func:`~bncourse.training.recipes.freeze_bn_stats`): the network trains with the normalisation it is
+      evaluated with;
+    - ``"EMA, lr/10 at end"`` and ``"FrozenBN, lr/10 at end"``: the same two with the last steps at ``lr/10``.
 
     Returns:
-        ``test_acc``, ``train_acc`` and ``test_loss`` ``(3, seeds)`` in :data:`FROZEN_SETUPS` order (eval
-        mode); ``stat_gap`` ``(seeds,)``: the largest relative difference ``|EMA var - precise var| /
-        precise var`` over the channels of every BN layer after ``steps`` ordinary steps.
+        ``test_acc``, ``train_acc`` and ``test_loss`` ``(5, seeds)`` in :data:`FROZEN_SETUPS` order (eval
+        mode; a run whose loss became NaN keeps its NaN loss and chance accuracy); ``stat_gap`` ``(seeds,)``:
+        the largest relative difference ``|EMA var - precise var| / precise var`` over the channels of every
+        BN layer at the end of ``"EMA"``.
     """
     if not 0 < frozen_steps < steps:
         raise ValueError(f"need 0 < frozen_steps < steps; got frozen_steps={frozen_steps}, steps={steps}")
     started = time.perf_counter()
     x, y, x_test, y_test = digits_tensors(dataset)
-    classes = int(y.max()) + 1
-    acc = np.zeros((3, 3, len(seeds)))  # (metric, setup, seed)
+    acc = np.zeros((3, len(FROZEN_SETUPS), len(seeds)))  # (metric, setup, seed)
     gap = []
-
-    def precise(model: nn.Module) -> None:
-        recalibrate_bn(model, x.split(256))
 
     def evaluate(model: nn.Module, k: int, j: int) -> None:
         model.eval()
@@ -348,30 +365,23 @@ def frozen_bn_runs(
 
     for j, seed in enumerate(seeds):
         idx = batch_indices(len(x), batch, steps, seed)
-        model = ResidualMLP(x.shape[1], width, blocks, classes, seed=seed)
+        head, tail = idx[: steps - frozen_steps], idx[steps - frozen_steps :]
+        model = ResidualMLP(x.shape[1], width, blocks, int(y.max()) + 1, seed=seed)
         for bn in bn_layers(model):
             bn.momentum = momentum
         opt = torch.optim.SGD(model.parameters(), lr=lr)
-        _sgd_run(model, opt, x, y, idx[: steps - frozen_steps], lambda m, v: v)
-        frozen, frozen_opt = copy.deepcopy(model), copy.deepcopy(opt)
-        _sgd_run(model, opt, x, y, idx[steps - frozen_steps :], lambda m, v: v)
-        evaluate(model, 0, j)
-        ema_vars = [bn.running_var.clone() for bn in bn_layers(model)]
-        precise(model)
+        _sgd_run(model, opt, x, y, head, lambda m, v: v)
+        ema = _tail(model, opt, x, y, tail, lr, frozen=False)
+        evaluate(ema, 0, j)
+        ema_vars = [bn.running_var.clone() for bn in bn_layers(ema)]
+        recalibrate_bn(ema, x.split(256))
         gap.append(max(float(((e - bn.running_var).abs() / bn.running_var).max())
-                       for e, bn in zip(ema_vars, bn_layers(model), strict=True)))
-        evaluate(model, 1, j)
-        frozen_opt = torch.optim.SGD(frozen.parameters(), lr=lr)
-        frozen_opt.load_state_dict(opt.state_dict())
-        precise(frozen)
-        frozen.train()
-        freeze_bn_stats(frozen)
-        for step_idx in idx[steps - frozen_steps :]:
-            loss = F.cross_entropy(frozen(x[step_idx]), y[step_idx])
-            frozen_opt.zero_grad()
-            loss.backward()
-            frozen_opt.step()
-        evaluate(frozen, 2, j)
+                       for e, bn in zip(ema_vars, bn_layers(ema), strict=True)))
+        evaluate(ema, 1, j)
+        recalibrate_bn(model, x.split(256))  # FrozenBN starts from precise statistics
+        evaluate(_tail(model, opt, x, y, tail, lr, frozen=True), 2, j)
+        evaluate(_tail(model, opt, x, y, tail, lr / 10, frozen=False), 3, j)
+        evaluate(_tail(model, opt, x, y, tail, lr / 10, frozen=True), 4, j)
     config = {"setups": list(FROZEN_SETUPS), "steps": steps, "frozen_steps": frozen_steps, "lr": lr,
               "momentum": momentum, "batch": batch, "width": width, "blocks": blocks, "seeds": list(seeds)}
     data = {"test_acc": acc[0], "train_acc": acc[1], "test_loss": acc[2], "stat_gap": np.asarray(gap)}
