@@ -160,7 +160,7 @@ def weight_decay_runs(
 
 
 def zero_init_runs(
-    blocks: int = 12, width: int = 64, lr: float = 0.05, steps: int = 100, batch: int = 64, seeds=(0, 1),
+    blocks: int = 12, width: int = 64, lr: float = 0.05, steps: int = 100, batch: int = 64, seeds=(0, 1, 2),
     dataset="digits",
 ) -> Result:
     """Deep residual MLP, last BN ``gamma`` of each block at 1 (``"one"``) or 0 (``"zero"``), same data.
