@@ -103,7 +103,9 @@ def scale_invariance(
         "cosine": float(theta @ g1 / (theta.norm() * g1.norm())),
         "loss": loss1,
     }
-    return Result("scale_invariance", {"norm": norm, "eps": eps, "batch": batch, "seed": seed}, data, make_meta("digits", started))
+    return Result(
+        "scale_invariance", {"norm": norm, "eps": eps, "batch": batch, "seed": seed}, data, make_meta("digits", started)
+    )
 
 
 def _sgd_run(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx: torch.Tensor, record) -> list:
@@ -120,8 +122,14 @@ def _sgd_run(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx: torch.Tens
 
 
 def weight_decay_runs(
-    weight_decay: float = 5e-3, lr: float = 0.1, steps: int = 800, batch: int = 64, width: int = 64,
-    blocks: int = 1, seed: int = 0, dataset="digits",
+    weight_decay: float = 5e-3,
+    lr: float = 0.1,
+    steps: int = 800,
+    batch: int = 64,
+    width: int = 64,
+    blocks: int = 1,
+    seed: int = 0,
+    dataset="digits",
 ) -> Result:
     """Train one residual BN MLP per setup of :data:`DECAY_SETUPS` with plain SGD, same data and init.
 
@@ -144,7 +152,7 @@ def weight_decay_runs(
         opt = torch.optim.SGD(decay_param_groups(model, wd, decay_norm=setup == "all"), lr=lr)
         gammas = [bn.weight for bn in bn_layers(model)]
 
-        def record(m, loss):
+        def record(m, loss, gammas=gammas):
             w = float(m.stem[0].weight.detach().norm())
             return w, lr / w**2, float(torch.cat([g.detach() for g in gammas]).norm()), loss
 
@@ -154,13 +162,26 @@ def weight_decay_runs(
         accs.append(accuracy(model, x_test, y_test))
     data = {k: np.asarray(v) for k, v in out.items()}
     data["test_acc"] = np.asarray(accs)
-    config = {"setups": list(DECAY_SETUPS), "weight_decay": weight_decay, "lr": lr, "steps": steps,
-              "batch": batch, "width": width, "blocks": blocks, "seed": seed}
+    config = {
+        "setups": list(DECAY_SETUPS),
+        "weight_decay": weight_decay,
+        "lr": lr,
+        "steps": steps,
+        "batch": batch,
+        "width": width,
+        "blocks": blocks,
+        "seed": seed,
+    }
     return Result("weight_decay_runs", config, data, make_meta(as_dataset(dataset).name, started))
 
 
 def zero_init_runs(
-    blocks: int = 12, width: int = 64, lr: float = 0.05, steps: int = 100, batch: int = 64, seeds=(0, 1, 2),
+    blocks: int = 12,
+    width: int = 64,
+    lr: float = 0.05,
+    steps: int = 100,
+    batch: int = 64,
+    seeds=(0, 1, 2),
     dataset="digits",
 ) -> Result:
     """Deep residual MLP, last BN ``gamma`` of each block at 1 (``"one"``) or 0 (``"zero"``), same data.
@@ -186,8 +207,16 @@ def zero_init_runs(
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
             idx = batch_indices(len(x), batch, steps, seed)
             loss[i, j] = _sgd_run(model, opt, x, y, idx, lambda m, v: v)
-    config = {"blocks": blocks, "width": width, "lr": lr, "steps": steps, "batch": batch, "seeds": list(seeds),
-              "gamma_last": [1.0, 0.0], "optimizer": "SGD momentum 0.9"}
+    config = {
+        "blocks": blocks,
+        "width": width,
+        "lr": lr,
+        "steps": steps,
+        "batch": batch,
+        "seeds": list(seeds),
+        "gamma_last": [1.0, 0.0],
+        "optimizer": "SGD momentum 0.9",
+    }
     data = {"loss": loss, "identity_err": np.asarray(ident), "out_std": np.asarray(out_std)}
     return Result("zero_init_runs", config, data, make_meta(as_dataset(dataset).name, started))
 
@@ -252,11 +281,13 @@ def _ddp_worker(rank: int, world_size: int, per_rank: int, steps: int, init_file
         dist.destroy_process_group()
 
 
-def ddp_buffers_demo(world_size: int = 2, per_rank: int = 8, steps: int = 3) -> Result:
+def ddp_buffers_demo(world_size: int = 2, per_rank: int = 8, steps: int = 3, start_method: str = "spawn") -> Result:
     """BN buffers in ``DistributedDataParallel`` over ``world_size`` gloo CPU processes, and SyncBN.
 
     Each rank trains :func:`ddp_model` on its slice of :func:`ddp_batch` (slices with different means) for
-    ``steps`` SGD steps, once with ``broadcast_buffers=False`` and once with ``True``. Then each rank runs
+    ``steps`` SGD steps, once with ``broadcast_buffers=False`` and once with ``True``. The processes are
+    started with ``start_method`` (``"spawn"`` works everywhere; ``"fork"``, on Linux, starts faster).
+    Then each rank runs
     one forward of the same model with per-process BN and with SyncBN
     (:class:`bncourse.norms.sync.SyncBatchNorm`; PyTorch's ``nn.SyncBatchNorm``, made by
     ``convert_sync_batchnorm``, is tried too), compared with one process holding the whole batch.
@@ -276,7 +307,7 @@ def ddp_buffers_demo(world_size: int = 2, per_rank: int = 8, steps: int = 3) -> 
     total = per_rank * world_size
     with tempfile.TemporaryDirectory() as tmp:
         args = (world_size, per_rank, steps, os.path.join(tmp, "init"), tmp)
-        mp.spawn(_ddp_worker, args=args, nprocs=world_size, join=True)
+        mp.start_processes(_ddp_worker, args=args, nprocs=world_size, join=True, start_method=start_method)
         parts = [torch.load(os.path.join(tmp, f"rank{r}.pt")) for r in range(world_size)]
 
     def spread(key: str) -> torch.Tensor:
@@ -327,8 +358,15 @@ def _tail(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, lr: float, fr
 
 
 def frozen_bn_runs(
-    steps: int = 800, frozen_steps: int = 150, lr: float = 0.5, momentum: float = 0.1, batch: int = 32,
-    width: int = 64, blocks: int = 2, seeds=(0, 1, 2), dataset="digits",
+    steps: int = 800,
+    frozen_steps: int = 150,
+    lr: float = 0.5,
+    momentum: float = 0.1,
+    batch: int = 32,
+    width: int = 64,
+    blocks: int = 2,
+    seeds=(0, 1, 2),
+    dataset="digits",
 ) -> Result:
     """The train/test inconsistency of BN at the end of training, and two remedies (Wu & Johnson 2021).
 
@@ -375,14 +413,27 @@ def frozen_bn_runs(
         evaluate(ema, 0, j)
         ema_vars = [bn.running_var.clone() for bn in bn_layers(ema)]
         recalibrate_bn(ema, x.split(256))
-        gap.append(max(float(((e - bn.running_var).abs() / bn.running_var).max())
-                       for e, bn in zip(ema_vars, bn_layers(ema), strict=True)))
+        gap.append(
+            max(
+                float(((e - bn.running_var).abs() / bn.running_var).max())
+                for e, bn in zip(ema_vars, bn_layers(ema), strict=True)
+            )
+        )
         evaluate(ema, 1, j)
         recalibrate_bn(model, x.split(256))  # FrozenBN starts from precise statistics
         evaluate(_tail(model, opt, x, y, tail, lr, frozen=True), 2, j)
         evaluate(_tail(model, opt, x, y, tail, lr / 10, frozen=False), 3, j)
         evaluate(_tail(model, opt, x, y, tail, lr / 10, frozen=True), 4, j)
-    config = {"setups": list(FROZEN_SETUPS), "steps": steps, "frozen_steps": frozen_steps, "lr": lr,
-              "momentum": momentum, "batch": batch, "width": width, "blocks": blocks, "seeds": list(seeds)}
+    config = {
+        "setups": list(FROZEN_SETUPS),
+        "steps": steps,
+        "frozen_steps": frozen_steps,
+        "lr": lr,
+        "momentum": momentum,
+        "batch": batch,
+        "width": width,
+        "blocks": blocks,
+        "seeds": list(seeds),
+    }
     data = {"test_acc": acc[0], "train_acc": acc[1], "test_loss": acc[2], "stat_gap": np.asarray(gap)}
     return Result("frozen_bn_runs", config, data, make_meta(as_dataset(dataset).name, started))
