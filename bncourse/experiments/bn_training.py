@@ -122,7 +122,7 @@ def _sgd_run(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx: torch.Tens
 
 
 def weight_decay_runs(
-    weight_decay: float = 5e-3,
+    weight_decay: float = 5e-2,
     lr: float = 0.1,
     steps: int = 800,
     batch: int = 64,
@@ -171,6 +171,7 @@ def weight_decay_runs(
         "width": width,
         "blocks": blocks,
         "seed": seed,
+        "test_examples": len(x_test),
     }
     return Result("weight_decay_runs", config, data, make_meta(as_dataset(dataset).name, started))
 
