@@ -163,6 +163,9 @@ def test_ddp_buffers_demo_two_processes():
     assert d["entry_spread"][0, 1] > 1e-3 and d["entry_spread"][1].max() == 0.0
     assert d["sync_diff"].max() < 1e-12 < d["local_diff"][0]
     assert r.meta["converted_type"] == "SyncBatchNorm"
+    forked = exp.ddp_buffers_demo(world_size=2, per_rank=4, steps=2, start_method="fork")
+    for key in ("entry_spread", "final_spread", "running_mean"):  # the start method changes nothing
+        np.testing.assert_array_equal(forked.data[key], d[key])
     with pytest.raises(ValueError, match="world_size"):
         exp.ddp_buffers_demo(world_size=1)
 
