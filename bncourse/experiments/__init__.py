@@ -7,8 +7,9 @@ widgets only draw results, so every figure can be redrawn from a stored result. 
 - :mod:`~bncourse.experiments.algorithm` - chapter 3 (the BN algorithm);
 - :mod:`~bncourse.experiments.figure1` - the BN paper's Figure 1;
 - per chapter: ``sgd``/``sgd_sensitivity`` (1), ``covariate``/``critique``/``ladder`` (2),
-  ``inference``/``inference_practice`` (4), ``conv`` (5), ``batchsize``/``recurrent``/``syncbn`` (6),
-  ``norms_compare`` (7), ``transformers`` (7.1). Import them as modules, e.g. ``from bncourse.experiments import conv``.
+  ``inference``/``inference_practice``/``bn_training`` (4), ``conv`` (5), ``batchsize``/``recurrent``/``syncbn``
+  (6), ``norms_compare`` (7), ``transformers`` (7.1). Import them as modules, e.g.
+  ``from bncourse.experiments import conv``.
 """
 
 from bncourse.experiments.algorithm import (

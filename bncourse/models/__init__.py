@@ -5,7 +5,8 @@
   ``"gn"``, ...);
 - :mod:`bncourse.models.recurrent`: :class:`ElmanRNN` and :class:`RecurrentBatchNorm` (chapter 6);
 - :mod:`bncourse.models.critique`: the critique's standard / BN / noisy-BN networks, :class:`NoisyBatchNorm`
-  and :class:`DeepLinear` (chapter 2).
+  and :class:`DeepLinear` (chapter 2);
+- :mod:`bncourse.models.residual`: :class:`ResidualMLP` and :class:`ResidualBlock` (zero-init gamma, chapter 4.2);
 - :mod:`bncourse.models.transformer`: :class:`TinyTransformer`, its :class:`TransformerBlock` (pre-LN or post-LN,
   Layer Norm or RMSNorm) and :class:`SelfAttention` (chapter 7.1).
 
@@ -24,6 +25,7 @@ from bncourse.models.critique import (
 )
 from bncourse.models.feedforward import ACTIVATIONS, MLP, NORMS, ConvNet3, LeNet, SmallVGG, make_norm, paper_mlp
 from bncourse.models.recurrent import RNN_NORMS, ElmanRNN, RecurrentBatchNorm
+from bncourse.models.residual import ResidualBlock, ResidualMLP
 from bncourse.models.transformer import SelfAttention, TinyTransformer, TransformerBlock
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
     "LeNet",
     "NoisyBatchNorm",
     "RecurrentBatchNorm",
+    "ResidualBlock",
+    "ResidualMLP",
     "SelfAttention",
     "SmallVGG",
     "TinyTransformer",

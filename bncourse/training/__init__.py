@@ -8,6 +8,7 @@
   ...) with SGD, one model after another;
 - :mod:`bncourse.training.cuda_graphs`: capturing a training step as a CUDA graph (used by both trainers);
 - :mod:`bncourse.training.pool`: independent runs in a pool of single-threaded worker processes.
+- :mod:`bncourse.training.recipes`: BN-aware recipes: weight-decay parameter groups, frozen BN statistics.
 """
 
 from bncourse.training.loop import train_models
