@@ -5,7 +5,8 @@
   ``"gn"``, ...);
 - :mod:`bncourse.models.recurrent`: :class:`ElmanRNN` and :class:`RecurrentBatchNorm` (chapter 6);
 - :mod:`bncourse.models.critique`: the critique's standard / BN / noisy-BN networks, :class:`NoisyBatchNorm`
-  and :class:`DeepLinear` (chapter 2).
+  and :class:`DeepLinear` (chapter 2);
+- :mod:`bncourse.models.practice`: :func:`dropout_bn_mlp` and :func:`grad_switch_mlp` (chapter 4, BN in practice).
 
 The many-MLPs-at-once model that the fast trainer uses is :class:`bncourse.training.mlp.BatchedMLP`: it is
 the same :class:`MLP`, stacked, and lives with its trainer.
@@ -21,10 +22,12 @@ from bncourse.models.critique import (
     resample_noise,
 )
 from bncourse.models.feedforward import ACTIVATIONS, MLP, NORMS, ConvNet3, LeNet, SmallVGG, make_norm, paper_mlp
+from bncourse.models.practice import DROPOUT_PLACEMENTS, dropout_bn_mlp, grad_switch_mlp
 from bncourse.models.recurrent import RNN_NORMS, ElmanRNN, RecurrentBatchNorm
 
 __all__ = [
     "ACTIVATIONS",
+    "DROPOUT_PLACEMENTS",
     "MLP",
     "NETWORKS",
     "NOISE",
@@ -38,6 +41,8 @@ __all__ = [
     "RecurrentBatchNorm",
     "SmallVGG",
     "critique_mlp",
+    "dropout_bn_mlp",
+    "grad_switch_mlp",
     "critique_vgg",
     "make_norm",
     "paper_mlp",
