@@ -176,3 +176,122 @@ def test_fold_bn_into_next_exact_without_padding_wrong_at_the_border_with_it():
         fold_bn_into_next(bn1, nn.Linear(4, 2))
     with pytest.raises(TypeError):
         fold_bn_into_next(bn1, nn.ReLU())
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def test_dropout_bn_mlp_places_dropout_before_bn_or_after_the_last_one():
+    from bncourse.models import dropout_bn_mlp
+
+    before = dropout_bn_mlp((8, 6, 6, 6, 3), p=0.5, placement="before_bn", seed=0)
+    after = dropout_bn_mlp((8, 6, 6, 6, 3), p=0.5, placement="after_last_bn", seed=0)
+    kinds = [type(m).__name__ for m in before]
+    assert kinds.count("Dropout") == 3 and kinds.index("Dropout") < len(kinds) - 4
+    assert [type(m).__name__ for m in after].count("Dropout") == 1
+    assert isinstance(after[-2], nn.Dropout) and isinstance(after[-3], nn.ReLU)
+    assert torch.equal(before[0].weight, after[0].weight)
+    with pytest.raises(ValueError, match="placement"):
+        dropout_bn_mlp(placement="after_bn")
+    with pytest.raises(ValueError, match="rate"):
+        dropout_bn_mlp(p=1.0)
+
+
+def test_grad_switch_mlp_uses_the_requested_layer():
+    from bncourse.models import grad_switch_mlp
+
+    assert any(type(m) is GradSwitchBatchNorm for m in grad_switch_mlp((4, 5, 3)))
+    assert any(type(m) is PortedBatchNorm for m in grad_switch_mlp((4, 5, 3), ported=True))
+
+
+# ------------------------------------------------------------------------------------------------ experiments
+
+
+def test_load_flat_and_sgd_steps_keep_frozen_statistics():
+    from bncourse.experiments.bn_practice import load_flat, sgd_steps
+    from bncourse.models import MLP
+
+    x_tr, y_tr, x_te, y_te = load_flat("digits")
+    assert x_tr.shape[1] == 64 and float(x_tr.max()) == 1.0 and len(x_te) == len(y_te)
+    model = MLP((64, 16, 10), norm="bn", activation="relu", init="default")
+    before = model.net[1].running_mean.clone()
+    sgd_steps(model, x_tr, y_tr, 5, 8, 0.1, set_mode=train_bn_frozen)
+    assert torch.equal(model.net[1].running_mean, before)
+    sgd_steps(model, x_tr, y_tr, 5, 8, 0.1)  # the default model.train(): statistics move
+    assert not torch.equal(model.net[1].running_mean, before)
+
+
+def test_finetune_trap_breaks_and_the_fixes_hold():
+    from bncourse.experiments.bn_practice import finetune_trap
+
+    r = finetune_trap(pre_steps=200)
+    acc = r.data["acc"]
+    assert r.data["bn_training"]
+    assert min(acc[1], acc[2]) > acc[0] + 0.2 and min(acc[1], acc[2]) > r.data["pre_acc"] - 0.02
+    assert r.data["var_change"][1] == 0 and r.data["var_change"][2] == 0 and r.data["var_change"][0] > 0.1
+
+
+def test_porting_experiments():
+    from bncourse.experiments.bn_practice import eps_port, grad_switch_port, momentum_port
+
+    r = eps_port()
+    assert np.allclose(r.data["naive_err"], r.data["predicted"], rtol=1e-6)
+    assert r.data["ported_err"].max() < 1e-14 and r.data["naive_err"][0] > 8
+    m = momentum_port()
+    assert m.data["ported_diff"] < 1e-12 and m.data["naive_diff"] > 0.5
+    g = grad_switch_port(num_steps=100)
+    acc = g.data["acc"]
+    assert acc[0, 0] < 0.3 < 0.8 < acc[0, 1] and np.ptp(acc[1]) == 0
+    assert g.data["port_max_diff"] < 1e-12
+    assert g.data["switch_var_ratio"] == pytest.approx((g.data["m"] - 1) / g.data["m"], abs=0.01)
+
+
+def test_dropout_shift_measured_matches_predicted_and_recalibration_removes_it():
+    from bncourse.experiments.bn_practice import dropout_shift
+
+    r = dropout_shift(num_steps=150, seeds=(0,))
+    d = r.data
+    assert d["var_ratio"].shape == (1, 2) and d["acc"].shape == (1, 3)
+    assert (d["var_ratio"] > 1.15).all() and (d["running_ratio"] > 1.1).all()
+    assert np.allclose(d["predicted_ratio"], d["var_ratio"], rtol=0.1)
+    assert np.allclose(d["recal_ratio"], 1.0, atol=0.05)
+
+
+def test_folding_experiments():
+    from bncourse.experiments.bn_practice import fold_crosscheck, fold_next_error
+
+    c = fold_crosscheck()
+    assert max(c.data.values()) < 1e-12
+    f = fold_next_error()
+    assert f.data["interior_max"] < 1e-12 and f.data["valid_max"] < 1e-12 and f.data["border_min"] > 1e-3
+    assert f.data["err_padded"].shape == (12, 12) and f.data["err_valid"].shape == (10, 10)
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def test_plots_draw_their_result_and_refuse_others():
+    import matplotlib.pyplot as plt
+
+    from bncourse.experiments import bn_practice as exp
+    from bncourse.plots import bn_practice as plots
+    from bncourse.result import Result
+
+    fake = Result(
+        "finetune_trap", {"regimes": ["a", "b"], "ft_batch": 2}, {"acc": np.array([0.2, 0.9]), "pre_acc": 0.9}
+    )
+    drop = {k: np.ones((2, 2)) for k in ("var_ratio", "predicted_ratio", "running_ratio", "recal_ratio")}
+    cases = [
+        (plots.plot_finetune_trap, fake),
+        (plots.plot_eps_port, exp.eps_port()),
+        (plots.plot_momentum_port, exp.momentum_port(num_batches=20)),
+        (plots.plot_dropout_shift, Result("dropout_shift", {"p": 0.5}, drop)),
+        (plots.plot_fold_next, exp.fold_next_error()),
+    ]
+    for plot, result in cases:
+        fig = plot(result)
+        ax = fig.axes[0]
+        assert ax.get_xlabel() and ax.get_ylabel() and (ax.get_title() or fig._suptitle)
+        plt.close(fig)
+        with pytest.raises(ValueError, match="draws"):
+            plot(Result("other", {}, {}))

@@ -90,11 +90,11 @@ def sgd_steps(
 def finetune_trap(
     dataset: str = "digits",
     pre_steps: int = 400,
-    ft_steps: int = 150,
+    ft_steps: int = 60,
     ft_batch: int = 2,
     ft_examples: int = 100,
     lr: float = 0.1,
-    ft_lr: float = 0.02,
+    ft_lr: float = 0.01,
     seed: int = 0,
 ) -> Result:
     """Fine-tune a pretrained BN MLP with small batches, its BN meant to stay frozen, in four ways.
