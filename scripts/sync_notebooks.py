@@ -32,6 +32,7 @@ from bncourse.instructor import stub_solutions  # noqa: E402
 from bncourse.notebooks import BookLinks, parse_bibtex_authors, plain_markdown, rewrite_cells  # noqa: E402
 
 GPU_CHAPTERS = {"01_sgd", "02_covariate_shift", "04_inference", "05_conv", "06_batchsize", "07_alternatives"}
+GPU_CHAPTERS |= {"04_bn_practice"}  # chapter 4's page "BN in practice" trains small networks
 INSTALL = (
     'if "google.colab" in sys.modules:  # on Colab only: install the course package (keeps Colab\'s torch)\n'
     f'    %pip install -q "bncourse @ git+https://github.com/bncourse/bncourse@v{__version__}"'
