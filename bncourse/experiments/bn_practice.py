@@ -225,7 +225,7 @@ def grad_switch_port(
 
     Returns:
         ``acc`` (2, 4): rows grad-switch / ported; columns (grad on, batch 1), (grad on, all),
-        (no_grad, batch 1), (no_grad, all); ``port_max_diff``: the largest difference of outputs (train and
+        (no_grad, batch 1), (no_grad, all), each on a fresh copy of the trained model; ``port_max_diff``: the largest difference of outputs (train and
         eval) and buffers between the port and ``nn.BatchNorm1d``; ``switch_var_ratio``: the grad-switch
         layer's moving variance over ``nn.BatchNorm1d``'s running variance after the same batches (biased
         vs unbiased: ``(m - 1) / m``); ``m`` the batch size of that check.
@@ -237,8 +237,9 @@ def grad_switch_port(
     for row, ported in enumerate((False, True)):
         model = sgd_steps(grad_switch_mlp(sizes, ported, seed), x_tr, y_tr, num_steps, batch_size, lr, seed)
         for col, (grad, bs) in enumerate(((True, 1), (True, len(x_te)), (False, 1), (False, len(x_te)))):
+            fresh = copy.deepcopy(model).eval()  # a pass with grad on changes the textbook layer's buffers
             with torch.set_grad_enabled(grad):
-                pred = torch.cat([model.eval()(xb).argmax(1) for xb in x_te.split(bs)])
+                pred = torch.cat([fresh(xb).argmax(1) for xb in x_te.split(bs)])
             acc[row, col] = float((pred == y_te).float().mean())
     # layer by layer, float64
     g = torch.Generator().manual_seed(seed)
