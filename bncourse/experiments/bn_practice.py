@@ -225,7 +225,8 @@ def grad_switch_port(
 
     Returns:
         ``acc`` (2, 4): rows grad-switch / ported; columns (grad on, batch 1), (grad on, all),
-        (no_grad, batch 1), (no_grad, all), each on a fresh copy of the trained model; ``port_max_diff``: the largest difference of outputs (train and
+        (no_grad, batch 1), (no_grad, all), each on a fresh copy of the trained model;
+        ``port_max_diff``: the largest difference of outputs (train and
         eval) and buffers between the port and ``nn.BatchNorm1d``; ``switch_var_ratio``: the grad-switch
         layer's moving variance over ``nn.BatchNorm1d``'s running variance after the same batches (biased
         vs unbiased: ``(m - 1) / m``); ``m`` the batch size of that check.
@@ -263,7 +264,7 @@ def grad_switch_port(
 def dropout_shift(
     dataset: str = "digits",
     p: float = 0.5,
-    num_steps: int = 600,
+    num_steps: int = 400,
     batch_size: int = 64,
     lr: float = 0.1,
     seeds=(0, 1, 2),
