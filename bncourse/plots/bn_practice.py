@@ -21,12 +21,12 @@ def plot_finetune_trap(result: Result) -> Figure:
     ax.bar(range(len(regimes)), d["acc"], color=colors[: len(regimes)])
     ax.axhline(float(d["pre_acc"]), color="k", ls="--", lw=1, label="before fine-tuning")
     ax.set_xticks(range(len(regimes)), [r.replace(" then ", "\nthen ") for r in regimes], fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.2)
     ax.set_xlabel("how BN was kept frozen during fine-tuning")
     ax.set_ylabel("test accuracy (eval mode)")
     cfg = result.config
     ax.set_title(f"Fine-tuning with batches of {cfg['ft_batch']}, BN meant to be frozen")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
@@ -86,7 +86,8 @@ def plot_dropout_shift(result: Result) -> Figure:
     ax.set_xlabel("BN layer")
     ax.set_ylabel("variance ratio")
     ax.set_title(f"Dropout (p = {result.config['p']}) before BN: the variance shift")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylim(0, 1.35 * float(max(np.max(d[k]) for k, _ in keys)))
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     fig.tight_layout()
     return fig
 
@@ -95,11 +96,11 @@ def plot_fold_next(result: Result) -> Figure:
     """Error maps of folding BN into the following 3x3 conv: zero padding 1 (left) and no padding (right)."""
     expect(result, "fold_next_error")
     d = result.data
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8), layout="constrained")
     vmax = float(np.asarray(d["err_padded"]).max())
     for ax, key, title in zip(axes, ("err_padded", "err_valid"), ("padding=1", "padding=0"), strict=True):
         im = ax.imshow(d[key], cmap="magma", vmin=0, vmax=vmax)
-        ax.set_title(f"{title}: max error {float(np.max(d[key])):.1e}")
+        ax.set_title(f"{title}\nmax error {float(np.max(d[key])):.1e}")
         ax.set_xlabel("output column (pixels)")
         ax.set_ylabel("output row (pixels)")
     fig.colorbar(im, ax=axes, label="max |folded - conv(bn(x))|")
