@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bncourse.norms import (
+    BNFrozenTrainMixin,
     FrozenBatchNorm,
     FrozenBatchNorm2d,
     GradSwitchBatchNorm,
@@ -89,6 +90,20 @@ def test_model_train_undoes_bn_eval_and_the_fixes_keep_it():
     assert torch.equal(frozen(x[:2]), y1[:2])  # no batch dependence in train mode
     with pytest.raises(ValueError, match="no BatchNorm"):
         freeze_bn(nn.Linear(2, 2))
+
+
+def test_bn_frozen_train_mixin_overrides_train():
+    from bncourse.models import MLP
+
+    class FineTuned(BNFrozenTrainMixin, MLP):
+        pass
+
+    net = FineTuned((4, 3, 2), norm="bn")
+    assert net.train() is net and net.training and net.net[0].training
+    assert not net.net[1].training  # BN stays in eval mode
+    assert not any(m.training for m in net.eval().modules())
+    plain = MLP((4, 3, 2), norm="bn").train()
+    assert plain.net[1].training  # without the mixin: the trap
 
 
 # ------------------------------------------------------------------------------------------------ porting

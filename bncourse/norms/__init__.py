@@ -23,7 +23,7 @@ from bncourse.norms.batchnorm import (
     reduce_axes,
 )
 from bncourse.norms.folding import fold_bn, fold_bn_into_next, fold_bn_model
-from bncourse.norms.frozen import FrozenBatchNorm, FrozenBatchNorm2d, freeze_bn, train_bn_frozen
+from bncourse.norms.frozen import BNFrozenTrainMixin, FrozenBatchNorm, FrozenBatchNorm2d, freeze_bn, train_bn_frozen
 from bncourse.norms.group import (
     GroupNorm,
     InstanceNorm,
@@ -50,6 +50,7 @@ from bncourse.norms.sync import SyncBatchNorm
 
 __all__ = [
     "BN_TYPES",
+    "BNFrozenTrainMixin",
     "BatchNorm",
     "BatchNormFunction",
     "BatchRenorm",

@@ -5,7 +5,8 @@
   :class:`FrozenBatchNorm2d` is the same for ``(N, C, H, W)`` inputs only, as ``torchvision.ops.FrozenBatchNorm2d``.
 - :func:`freeze_bn` - replace every BN layer of a model by a :class:`FrozenBatchNorm` copy.
 - :func:`train_bn_frozen` - ``model.train()`` that keeps the BN layers in eval mode (``model.train()`` alone
-  switches back every BN layer that was put in eval mode before).
+  switches back every BN layer that was put in eval mode before); :class:`BNFrozenTrainMixin` - the same as
+  an overridden ``train()`` of a model class.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 
 from bncourse.norms.batchnorm import BN_TYPES, bn_layers
 
-__all__ = ["FrozenBatchNorm", "FrozenBatchNorm2d", "freeze_bn", "train_bn_frozen"]
+__all__ = ["BNFrozenTrainMixin", "FrozenBatchNorm", "FrozenBatchNorm2d", "freeze_bn", "train_bn_frozen"]
 
 
 class FrozenBatchNorm(nn.Module):
@@ -105,3 +106,19 @@ def train_bn_frozen(model: nn.Module, mode: bool = True) -> nn.Module:
     for bn in bn_layers(model):
         bn.eval()
     return model
+
+
+class BNFrozenTrainMixin:
+    """Mixin for an ``nn.Module`` class whose ``train()`` keeps every BN layer in eval mode.
+
+    ``class FineTuned(BNFrozenTrainMixin, MyNet): pass`` (mixin first): ``FineTuned(...).train()`` puts every
+    module in training mode except the BN layers, so a training loop's ``model.train()`` cannot switch BN back
+    to batch statistics. ``eval()`` (``train(False)``) works as usual.
+    """
+
+    def train(self, mode: bool = True):
+        """``nn.Module.train(mode)``, then every BN layer in eval mode; returns ``self``."""
+        super().train(mode)  # type: ignore[misc]
+        for bn in bn_layers(self):  # type: ignore[arg-type]
+            bn.eval()
+        return self
