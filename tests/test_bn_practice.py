@@ -223,8 +223,9 @@ def test_grad_switch_mlp_uses_the_requested_layer():
 
 
 def test_load_flat_and_sgd_steps_keep_frozen_statistics():
-    from bncourse.experiments.bn_practice import load_flat, sgd_steps
+    from bncourse.experiments.bn_practice import load_flat
     from bncourse.models import MLP
+    from bncourse.training.steps import sgd_steps
 
     x_tr, y_tr, x_te, y_te = load_flat("digits")
     assert x_tr.shape[1] == 64 and float(x_tr.max()) == 1.0 and len(x_te) == len(y_te)

@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bncourse import data as bdata
@@ -32,6 +31,7 @@ from bncourse.norms import (
     train_bn_frozen,
 )
 from bncourse.result import Result, make_meta
+from bncourse.training.steps import sgd_steps
 
 __all__ = [
     "FINETUNE_REGIMES",
@@ -43,7 +43,6 @@ __all__ = [
     "grad_switch_port",
     "load_flat",
     "momentum_port",
-    "sgd_steps",
 ]
 
 FINETUNE_REGIMES = ("bn.eval() then model.train()", "train_bn_frozen", "FrozenBatchNorm", "trap + recalibrated")
@@ -55,36 +54,6 @@ def load_flat(dataset: str = "digits") -> tuple[torch.Tensor, torch.Tensor, torc
     x_tr, x_te = bdata.flat_images(ds.x_train), bdata.flat_images(ds.x_test)
     top = float(x_tr.max())
     return x_tr / top, torch.as_tensor(ds.y_train).long(), x_te / top, torch.as_tensor(ds.y_test).long()
-
-
-def sgd_steps(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    num_steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int = 0,
-    set_mode=None,
-) -> nn.Module:
-    """``num_steps`` plain SGD steps (cross-entropy) on shuffled batches of ``(x, y)``; returns ``model``.
-
-    Before each step the model is put in training mode by ``set_mode(model)`` (default ``model.train()``):
-    pass :func:`~bncourse.norms.train_bn_frozen` to keep its BN layers in eval mode. Only parameters that
-    require gradients are updated.
-    """
-    set_mode = set_mode or (lambda m: m.train())
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=lr)
-    idx = bdata.batch_indices(len(x), batch_size, num_steps, seed)
-    for t in range(num_steps):
-        set_mode(model)
-        batch = idx[t]
-        loss = F.cross_entropy(model(x[batch]), y[batch])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
 
 
 def finetune_trap(
