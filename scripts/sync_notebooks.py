@@ -36,6 +36,7 @@ GPU_CHAPTERS = {
     "02_covariate_shift",
     "02_ics_critique",
     "04_inference",
+    "04_bn_practice",
     "04_bn_training",
     "05_conv",
     "06_batchsize",

@@ -15,9 +15,10 @@ from torch import nn  # noqa: E402
 
 from bncourse.experiments import bn_training as exp  # noqa: E402
 from bncourse.models import MLP, ResidualBlock, ResidualMLP  # noqa: E402
+from bncourse.norms import bn_layers, train_bn_frozen  # noqa: E402
 from bncourse.plots import bn_training as plots  # noqa: E402
 from bncourse.result import Result  # noqa: E402
-from bncourse.training.recipes import NORM_TYPES, decay_param_groups, freeze_bn_stats  # noqa: E402
+from bncourse.training.recipes import NORM_TYPES, decay_param_groups  # noqa: E402
 
 
 def _block_reference(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
@@ -88,9 +89,9 @@ def test_decay_norm_shrinks_gamma_and_split_does_not():
         assert (model[1].weight.detach().norm() < bn.weight.detach().norm() - 1e-3) == shrinks
 
 
-def test_freeze_bn_stats_keeps_running_stats_and_trains_gamma():
-    model = ResidualMLP(8, 6, 1, 3).train()
-    bns = freeze_bn_stats(model)
+def test_train_bn_frozen_keeps_running_stats_and_trains_gamma():
+    model = train_bn_frozen(ResidualMLP(8, 6, 1, 3))
+    bns = bn_layers(model)
     assert bns and all(not bn.training for bn in bns) and model.head.training
     before = [bn.running_mean.clone() for bn in bns]
     F.cross_entropy(model(torch.randn(10, 8) * 3 + 1), torch.randint(0, 3, (10,))).backward()
@@ -99,8 +100,6 @@ def test_freeze_bn_stats_keeps_running_stats_and_trains_gamma():
     model.train()  # undoes it, as the docstring warns
     model(torch.randn(10, 8) * 3 + 1)
     assert not torch.equal(before[0], bns[0].running_mean)
-    with pytest.raises(ValueError, match="no BatchNorm"):
-        freeze_bn_stats(nn.Linear(2, 2))
 
 
 def test_digits_tensors_range():

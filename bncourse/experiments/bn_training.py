@@ -30,10 +30,11 @@ from bncourse.data import as_dataset, batch_indices, flat_images
 from bncourse.metrics import accuracy
 from bncourse.models import MLP, ResidualMLP
 from bncourse.norms.batchnorm import bn_layers
+from bncourse.norms.frozen import train_bn_frozen
 from bncourse.norms.recalibrate import recalibrate_bn
 from bncourse.norms.sync import SyncBatchNorm
 from bncourse.result import Result, make_meta
-from bncourse.training.recipes import decay_param_groups, freeze_bn_stats
+from bncourse.training.recipes import decay_param_groups
 
 __all__ = [
     "DECAY_SETUPS",
@@ -347,9 +348,7 @@ def _tail(model: nn.Module, opt: torch.optim.Optimizer, x, y, idx, lr: float, fr
     new_opt.load_state_dict(opt.state_dict())
     for group in new_opt.param_groups:
         group["lr"] = lr
-    model.train()
-    if frozen:
-        freeze_bn_stats(model)
+    train_bn_frozen(model) if frozen else model.train()
     for step_idx in idx:
         loss = F.cross_entropy(model(x[step_idx]), y[step_idx])
         new_opt.zero_grad()
@@ -378,7 +377,7 @@ def frozen_bn_runs(
     - ``"precise"``: the same weights, statistics recomputed over the whole training set
       (:func:`~bncourse.norms.recalibrate.recalibrate_bn`);
     - ``"FrozenBN"``: precise statistics first, then the steps with BN frozen
-      (:func:`~bncourse.training.recipes.freeze_bn_stats`): the network trains with the normalisation it is
+      (:func:`~bncourse.norms.train_bn_frozen`): the network trains with the normalisation it is
       evaluated with;
     - ``"EMA, lr/10 at end"`` and ``"FrozenBN, lr/10 at end"``: the same two with the last steps at ``lr/10``.
 

@@ -6,6 +6,7 @@
 - :mod:`bncourse.models.recurrent`: :class:`ElmanRNN` and :class:`RecurrentBatchNorm` (chapter 6);
 - :mod:`bncourse.models.critique`: the critique's standard / BN / noisy-BN networks, :class:`NoisyBatchNorm`
   and :class:`DeepLinear` (chapter 2);
+- :mod:`bncourse.models.practice`: :func:`dropout_bn_mlp` and :func:`grad_switch_mlp` (chapter 4.1);
 - :mod:`bncourse.models.residual`: :class:`ResidualMLP` and :class:`ResidualBlock` (zero-init gamma, chapter 4.2);
 - :mod:`bncourse.models.transformer`: :class:`TinyTransformer`, its :class:`TransformerBlock` (pre-LN or post-LN,
   Layer Norm or RMSNorm) and :class:`SelfAttention` (chapter 7.1).
@@ -24,12 +25,14 @@ from bncourse.models.critique import (
     resample_noise,
 )
 from bncourse.models.feedforward import ACTIVATIONS, MLP, NORMS, ConvNet3, LeNet, SmallVGG, make_norm, paper_mlp
+from bncourse.models.practice import DROPOUT_PLACEMENTS, dropout_bn_mlp, grad_switch_mlp
 from bncourse.models.recurrent import RNN_NORMS, ElmanRNN, RecurrentBatchNorm
 from bncourse.models.residual import ResidualBlock, ResidualMLP
 from bncourse.models.transformer import SelfAttention, TinyTransformer, TransformerBlock
 
 __all__ = [
     "ACTIVATIONS",
+    "DROPOUT_PLACEMENTS",
     "MLP",
     "NETWORKS",
     "NOISE",
@@ -48,6 +51,8 @@ __all__ = [
     "TinyTransformer",
     "TransformerBlock",
     "critique_mlp",
+    "dropout_bn_mlp",
+    "grad_switch_mlp",
     "critique_vgg",
     "make_norm",
     "paper_mlp",

@@ -7,8 +7,10 @@
 - :mod:`bncourse.training.loop`: :func:`~bncourse.training.loop.train_models`, any ``nn.Module`` (LeNet, VGG,
   ...) with SGD, one model after another;
 - :mod:`bncourse.training.cuda_graphs`: capturing a training step as a CUDA graph (used by both trainers);
-- :mod:`bncourse.training.pool`: independent runs in a pool of single-threaded worker processes.
-- :mod:`bncourse.training.recipes`: BN-aware recipes: weight-decay parameter groups, frozen BN statistics.
+- :mod:`bncourse.training.pool`: independent runs in a pool of single-threaded worker processes;
+- :mod:`bncourse.training.recipes`: BN-aware recipes: weight-decay parameter groups, frozen BN statistics;
+- :mod:`bncourse.training.steps`: :func:`~bncourse.training.steps.sgd_steps`, a few SGD steps on one module with
+  a hook that sets its mode before each step (fine-tuning with BN kept frozen).
 """
 
 from bncourse.training.loop import train_models

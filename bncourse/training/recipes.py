@@ -1,18 +1,19 @@
-"""Training recipes around BN (chapter 4.2): which parameters get weight decay, and frozen statistics.
+"""Training recipes around BN (chapter 4.2): which parameters get weight decay.
 
 - :func:`decay_param_groups` - the usual optimizer parameter groups: weight decay on the weight matrices
   and kernels, none on the normalisation layers' ``gamma``/``beta`` and on biases.
-- :func:`freeze_bn_stats` - put every BN layer in eval mode while the rest of the model trains
-  ("FrozenBN": the layers normalise with their fixed population statistics and stop updating them).
+
+Frozen BN statistics ("FrozenBN": the layers normalise with their population statistics and stop updating
+them while the rest trains) are :func:`bncourse.norms.train_bn_frozen` and :class:`bncourse.norms.FrozenBatchNorm`.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from bncourse.norms.batchnorm import BN_TYPES, bn_layers
+from bncourse.norms.batchnorm import BN_TYPES
 
-__all__ = ["NORM_TYPES", "decay_param_groups", "freeze_bn_stats"]
+__all__ = ["NORM_TYPES", "decay_param_groups"]
 
 NORM_TYPES = (*BN_TYPES, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)
 
@@ -43,18 +44,3 @@ def decay_param_groups(model: nn.Module, weight_decay: float, decay_norm: bool =
             (no_decay if isinstance(module, NORM_TYPES) or name == "bias" else decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
-
-
-def freeze_bn_stats(model: nn.Module) -> list[nn.Module]:
-    """Put every BN layer of ``model`` in eval mode (call after ``model.train()``); returns those layers.
-
-    In eval mode a BN layer normalises with its running statistics and leaves them unchanged, while its
-    ``gamma`` and ``beta`` still receive gradients: training then sees the same normalisation as inference.
-    ``model.train()`` undoes it, so call it again after every ``train()``.
-    """
-    bns = bn_layers(model)
-    if not bns:
-        raise ValueError("the model has no BatchNorm layer to freeze")
-    for bn in bns:
-        bn.eval()
-    return bns
