@@ -42,9 +42,19 @@ def declare_parallel_safe(name: str) -> None:
     module.setup = safe_setup
 
 
+def create_execution_cache(source: str) -> None:
+    """Create MyST-NB's jupyter-cache database before the reading processes start: on an empty ``_build`` the
+    first two processes would otherwise both create its tables, and one fails ("table settings already
+    exists")."""
+    from jupyter_cache import get_cache
+
+    get_cache(os.path.join(source, "_build", ".jupyter_cache")).list_cache_records()
+
+
 def main(argv: list[str]) -> int:
     jobs = int(os.environ.get("BNCOURSE_BUILD_JOBS", os.cpu_count() or 1))
     if jobs > 1:
+        create_execution_cache(next((a for a in argv if not a.startswith("-")), "."))
         sphinx.builders.make_chunks = one_page_per_task
         for name in UNDECLARED:
             declare_parallel_safe(name)
