@@ -16,4 +16,4 @@ Modules (import them explicitly; nothing runs on import):
 - :mod:`bncourse.source` - short excerpts of the package's own code, for the pages.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
