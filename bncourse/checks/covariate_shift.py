@@ -14,18 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bncourse.checks.base import (
-    agree,
-    as_array,
-    as_number,
-    as_record,
-    as_tuple,
-    call,
-    fail,
-    grade_prediction,
-    match,
-    rel_err,
-)
+from bncourse.checks import base
+from bncourse.checks.base import agree, as_array, as_number, as_record, as_tuple, call, fail, grade_prediction, rel_err
 
 __all__ = [
     "BIAS_STEPS",
@@ -41,7 +31,7 @@ __all__ = [
 
 def _first_match(value: Any, variants: list[tuple[str, Any]]) -> str | None:
     """The hint of the first ``(hint, value)`` pair whose value equals ``value`` (to 1e-6, relative)."""
-    return match([value], [None], [(hint, lambda _, v=v: v) for hint, v in variants], 1e-6)
+    return base.match([value], [None], [(hint, lambda _, v=v: v) for hint, v in variants], 1e-6)
 
 
 # ------------------------------------------------------------------------------- exercise 1: saturation
