@@ -21,6 +21,16 @@ FOLDABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)  # the layers a followin
 
 
 @torch.no_grad()
+def _check_foldable(layer: nn.Module, bn: nn.Module) -> None:
+    """Raise unless ``layer`` is a linear/conv layer and ``bn`` a BN layer with running statistics."""
+    if not isinstance(layer, FOLDABLE):
+        raise TypeError(f"can fold BN into nn.Linear or nn.Conv1d/2d/3d only; got {type(layer).__name__}")
+    if not isinstance(bn, BN_TYPES):
+        raise TypeError(f"expected a BatchNorm layer; got {type(bn).__name__}")
+    if bn.running_mean is None:
+        raise ValueError("this BN has no running statistics (track_running_stats=False): it always uses batch ones")
+
+
 def fold_bn(layer: nn.Linear | nn.Conv2d, bn: nn.Module) -> nn.Linear | nn.Conv2d:
     """A new layer computing ``bn(layer(x))`` for an eval-mode BN: the BN merged into weight and bias.
 
@@ -36,12 +46,7 @@ def fold_bn(layer: nn.Linear | nn.Conv2d, bn: nn.Module) -> nn.Linear | nn.Conv2
     Returns:
         A layer of the same type, configuration, dtype and device.
     """
-    if not isinstance(layer, FOLDABLE):
-        raise TypeError(f"can fold BN into nn.Linear or nn.Conv1d/2d/3d only; got {type(layer).__name__}")
-    if not isinstance(bn, BN_TYPES):
-        raise TypeError(f"expected a BatchNorm layer; got {type(bn).__name__}")
-    if bn.running_mean is None:
-        raise ValueError("this BN has no running statistics (track_running_stats=False): it always uses batch ones")
+    _check_foldable(layer, bn)
     c = layer.weight.shape[0]
     if bn.num_features != c:
         raise ValueError(f"BN over {bn.num_features} channels cannot follow a layer with {c} outputs")
@@ -81,12 +86,7 @@ def fold_bn_into_next(
     Returns:
         A layer of the same type and configuration, with a bias.
     """
-    if not isinstance(layer, FOLDABLE):
-        raise TypeError(f"can fold BN into nn.Linear or nn.Conv1d/2d/3d only; got {type(layer).__name__}")
-    if not isinstance(bn, BN_TYPES):
-        raise TypeError(f"expected a BatchNorm layer; got {type(bn).__name__}")
-    if bn.running_mean is None:
-        raise ValueError("this BN has no running statistics (track_running_stats=False): it always uses batch ones")
+    _check_foldable(layer, bn)
     w = layer.weight
     if w.shape[1] != bn.num_features or getattr(layer, "groups", 1) != 1:
         raise ValueError(f"BN over {bn.num_features} channels cannot precede this layer (weight {tuple(w.shape)})")
