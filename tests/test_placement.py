@@ -42,3 +42,13 @@ def test_bias_cancels_with_batch_statistics_only():
         placement.bias_cancellation(mode="test")
     with pytest.raises(ValueError):
         placement.bias_cancellation(batch_size=1)
+
+
+def test_activation_shapes_ignore_the_default_dtype():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as chapter 3 sets it
+    try:
+        r = placement.activation_shapes(dataset="mnist5k", width=8, num_examples=50, num_steps=2, seed=0)
+    finally:
+        torch.set_default_dtype(old)
+    assert np.isfinite(r.data["mean_kurt_wu"])

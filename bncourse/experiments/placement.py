@@ -80,13 +80,15 @@ def activation_shapes(
         )
     started = time.perf_counter()
     ds = bdata.as_dataset(dataset)
-    x_train, x_test = (bdata.flat_images(a) for a in (ds.x_train, ds.x_test))
+    x_train, x_test = (bdata.flat_images(a, dtype=torch.float32) for a in (ds.x_train, ds.x_test))
     y_train = torch.as_tensor(ds.y_train)
     torch.manual_seed(seed)
     act = nn.ReLU() if activation == "relu" else nn.Sigmoid()
-    first = nn.Sequential(nn.Linear(x_train.shape[1], width), act)
-    second = nn.Linear(width, width)
-    model = nn.Sequential(first, second, nn.ReLU() if activation == "relu" else nn.Sigmoid(), nn.Linear(width, 10))
+    f32 = torch.float32  # whatever the caller's default dtype
+    first = nn.Sequential(nn.Linear(x_train.shape[1], width, dtype=f32), act)
+    second = nn.Linear(width, width, dtype=f32)
+    last = nn.Linear(width, 10, dtype=f32)
+    model = nn.Sequential(first, second, nn.ReLU() if activation == "relu" else nn.Sigmoid(), last)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     idx = bdata.batch_indices(len(x_train), batch_size, num_steps, seed) if num_steps else []
     for rows in idx:
