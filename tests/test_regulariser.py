@@ -6,20 +6,21 @@ import torch
 from torch import nn
 
 from bncourse.experiments import regulariser
+from bncourse.models import regulariser_mlp
 
 
 def test_regulariser_mlp_layers_and_shared_weights():
-    plain = regulariser.regulariser_mlp((20, 8, 8, 3), bn=False, dropout=0.0, seed=4)
-    full = regulariser.regulariser_mlp((20, 8, 8, 3), bn=True, dropout=0.3, seed=4)
+    plain = regulariser_mlp((20, 8, 8, 3), bn=False, dropout=0.0, seed=4)
+    full = regulariser_mlp((20, 8, 8, 3), bn=True, dropout=0.3, seed=4)
     kinds = [type(m) for m in full]
     assert kinds.count(nn.BatchNorm1d) == 2 and kinds.count(nn.Dropout) == 2
     assert not any(isinstance(m, (nn.BatchNorm1d, nn.Dropout)) for m in plain)
     torch.testing.assert_close(plain[0].weight, full[0].weight)
     assert full(torch.zeros(5, 20)).shape == (5, 3)
     with pytest.raises(ValueError):
-        regulariser.regulariser_mlp(dropout=1.0)
+        regulariser_mlp(dropout=1.0)
     with pytest.raises(ValueError):
-        regulariser.regulariser_mlp((20, 3))
+        regulariser_mlp((20, 3))
 
 
 def test_batch_noise_shrinks_with_the_batch_and_vanishes_in_eval_mode():

@@ -1,7 +1,6 @@
 """Chapter 2's "BN as a regulariser": the noise that batch statistics put on one example's output, and BN and
 no-BN MLPs trained with and without dropout (Ioffe & Szegedy 2015, sections 3.4 and 4.2.1).
 
-- :func:`regulariser_mlp` - ``Linear -> [BN] -> ReLU -> [Dropout]`` hidden blocks and a linear classifier;
 - :func:`batch_noise` - the spread of one fixed example's BN output over random batch companions, per batch
   size, in training mode and in eval mode;
 - :func:`dropout_grid` - train, with the same batches, the MLP with and without BN, each with and without
@@ -20,31 +19,10 @@ from torch.nn import functional as F
 
 from bncourse import data as bdata
 from bncourse.metrics import accuracy
+from bncourse.models.practice import regulariser_mlp
 from bncourse.result import Result, make_meta
 
-__all__ = ["batch_noise", "dropout_grid", "regulariser_mlp"]
-
-
-def regulariser_mlp(
-    sizes: Sequence[int] = (784, 256, 256, 10), bn: bool = True, dropout: float = 0.0, seed: int = 0
-) -> nn.Sequential:
-    """``Linear -> [BatchNorm1d] -> ReLU -> [Dropout(dropout)]`` per hidden layer, then ``Linear``.
-
-    The same ``seed`` gives the same linear weights (PyTorch's default init) whatever ``bn`` and ``dropout``.
-    """
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1); got {dropout}")
-    if len(sizes) < 3:
-        raise ValueError(f"sizes needs at least one hidden layer; got {tuple(sizes)}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-    layers: list[nn.Module] = []
-    for lin in linears[:-1]:
-        layers += [lin, *([nn.BatchNorm1d(lin.out_features)] if bn else []), nn.ReLU()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers, linears[-1])
+__all__ = ["batch_noise", "dropout_grid"]
 
 
 def batch_noise(
@@ -56,9 +34,10 @@ def batch_noise(
 ) -> Result:
     """How much one example's BN output moves with the other examples of its batch.
 
-    The first BN layer of :func:`regulariser_mlp` (at init) sees training example ``example`` together with
-    ``m - 1`` companions drawn at random, ``num_draws`` times per batch size ``m``. For each unit, the spread is
-    the standard deviation of that example's BN output over the draws; it is averaged over the units.
+    The first BN layer of :func:`bncourse.models.practice.regulariser_mlp` (at init) sees training example
+    ``example`` together with ``m - 1`` companions drawn at random, ``num_draws`` times per batch size ``m``.
+    For each unit, the spread is the standard deviation of that example's BN output over the draws; it is
+    averaged over the units.
 
     Returns:
         A result with ``spread_train`` (per batch size, BN in training mode: batch statistics) and

@@ -19,48 +19,21 @@ from torch import nn
 from bncourse import data as bdata
 from bncourse.experiments.critique import train_measured
 from bncourse.models.critique import critique_mlp
+from bncourse.models.residual import PlainResidualMLP
 from bncourse.norms.lp import LpBatchNorm
 from bncourse.result import Result, make_meta
 
-__all__ = ["SMOOTHING_NETWORKS", "PlainResidualMLP", "smoothing_model", "smoothing_run"]
+__all__ = ["SMOOTHING_NETWORKS", "smoothing_model", "smoothing_run"]
 
 # network -> the p of its l_p BN (None: no l_p BN)
 SMOOTHING_NETWORKS = {"standard": None, "bn": None, "l1": 1.0, "l2": 2.0, "linf": math.inf, "residual": None}
 
 
-class PlainResidualMLP(nn.Module):
-    """A residual MLP without normalisation: ``h = relu(Linear(x))``, then ``h <- h + fc2(relu(fc1(h)))`` per
-    block, then ``Linear(relu(h))``. Widths from ``sizes``: ``(in, width, ..., width, classes)``, one block per
-    hidden width after the first. Xavier-uniform weights and zero biases, seeded."""
-
-    def __init__(self, sizes: Sequence[int], seed: int = 0) -> None:
-        super().__init__()
-        width = sizes[1]
-        self.inp = nn.Linear(sizes[0], width)
-        self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)) for _ in sizes[2:-1]
-        )
-        self.out = nn.Linear(width, sizes[-1])
-        g = torch.Generator().manual_seed(seed)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                bound = math.sqrt(6.0 / sum(m.weight.shape))
-                with torch.no_grad():
-                    m.weight.uniform_(-bound, bound, generator=g)
-                    m.bias.zero_()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, in)`` -> ``(N, classes)``."""
-        h = torch.relu(self.inp(x.flatten(1)))
-        for block in self.blocks:
-            h = h + block(h)
-        return self.out(torch.relu(h))
-
-
 def smoothing_model(network: str, sizes: Sequence[int] = (784, 100, 100, 100, 10), seed: int = 0) -> nn.Module:
     """One of :data:`SMOOTHING_NETWORKS`: the critique's ReLU MLP (:func:`bncourse.models.critique.critique_mlp`)
     without a norm (``"standard"``), with BN (``"bn"``), with :class:`LpBatchNorm` of order 1, 2 or infinity in
-    each BN's place (``"l1"``, ``"l2"``, ``"linf"``; the same initial weights), or :class:`PlainResidualMLP`."""
+    each BN's place (``"l1"``, ``"l2"``, ``"linf"``; the same initial weights), or
+    :class:`bncourse.models.residual.PlainResidualMLP`."""
     if network not in SMOOTHING_NETWORKS:
         raise ValueError(f"network must be one of {tuple(SMOOTHING_NETWORKS)}; got {network!r}")
     if network == "residual":
