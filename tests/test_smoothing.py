@@ -93,3 +93,21 @@ def test_lp_norms_smooth_the_landscape_like_bn():
     assert d["loss_range"].shape == (4, 5) and np.all(np.isfinite(d["final_test"]))
     with pytest.raises(ValueError):
         smoothing.smoothing_run(("bn", "ln"))
+
+
+def test_plain_residual_mlp_adds_its_blocks():
+    from bncourse.models import PlainResidualMLP
+
+    net = PlainResidualMLP((6, 5, 5, 5, 2), seed=1)
+    assert len(net.blocks) == 2 and not any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    h = torch.relu(net.inp(x))
+    for block in net.blocks:
+        h = h + block[2](torch.relu(block[0](h)))
+    torch.testing.assert_close(net(x), net.out(torch.relu(h)))
+    with torch.no_grad():  # with the second layer of every block zeroed, the blocks are the identity
+        for block in net.blocks:
+            block[2].weight.zero_()
+            block[2].bias.zero_()
+    torch.testing.assert_close(net(x), net.out(torch.relu(torch.relu(net.inp(x)))))
+    assert not torch.allclose(net(x), net.out(net.inp(x)))  # a known-wrong formula: no ReLUs
