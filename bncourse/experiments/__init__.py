@@ -6,7 +6,8 @@ widgets only draw results, so every figure can be redrawn from a stored result. 
 - :mod:`~bncourse.result` - :class:`Result` (save/load) and its metadata;
 - :mod:`~bncourse.experiments.algorithm` - chapter 3 (the BN algorithm);
 - :mod:`~bncourse.experiments.figure1` - the BN paper's Figure 1;
-- per chapter: ``sgd``/``sgd_sensitivity`` (1), ``covariate``/``critique``/``ladder`` (2),
+- per chapter: ``sgd``/``sgd_sensitivity`` (1), ``covariate``/``critique``/``ladder``/``regulariser``/``smoothing`` (2),
+  ``placement`` (3),
   ``inference``/``inference_practice``/``bn_training`` (4), ``conv`` (5), ``batchsize``/``recurrent``/``syncbn``
   (6), ``norms_compare`` (7), ``transformers`` (7.1). Import them as modules, e.g.
   ``from bncourse.experiments import conv``.

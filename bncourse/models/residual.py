@@ -7,10 +7,13 @@ initialisation (Goyal et al. 2017). The sum is not followed by a nonlinearity, s
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["ResidualBlock", "ResidualMLP"]
+__all__ = ["PlainResidualMLP", "ResidualBlock", "ResidualMLP"]
 
 
 class ResidualBlock(nn.Module):
@@ -68,3 +71,32 @@ class ResidualMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, *)`` -> ``(N, classes)`` logits."""
         return self.head(torch.relu(self.blocks(self.stem(x.flatten(1)))))
+
+
+class PlainResidualMLP(nn.Module):
+    """A residual MLP without normalisation: ``h = relu(Linear(x))``, then ``h <- h + fc2(relu(fc1(h)))`` per
+    block, then ``Linear(relu(h))``. Widths from ``sizes``: ``(in, width, ..., width, classes)``, one block per
+    hidden width after the first. Xavier-uniform weights and zero biases, seeded."""
+
+    def __init__(self, sizes: Sequence[int], seed: int = 0) -> None:
+        super().__init__()
+        width = sizes[1]
+        self.inp = nn.Linear(sizes[0], width)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)) for _ in sizes[2:-1]
+        )
+        self.out = nn.Linear(width, sizes[-1])
+        g = torch.Generator().manual_seed(seed)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                bound = math.sqrt(6.0 / sum(m.weight.shape))
+                with torch.no_grad():
+                    m.weight.uniform_(-bound, bound, generator=g)
+                    m.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, in)`` -> ``(N, classes)``."""
+        h = torch.relu(self.inp(x.flatten(1)))
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(torch.relu(h))

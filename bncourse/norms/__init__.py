@@ -9,6 +9,7 @@ dbeta)`` backwards) and torch modules with PyTorch's exact semantics.
 - :mod:`~bncourse.norms.remedies` - Ghost BN and Batch Renormalization (chapter 6).
 - :mod:`~bncourse.norms.sync` - cross-process SyncBN from scratch with ``torch.distributed`` (chapter 6).
 - :mod:`~bncourse.norms.group` - Layer, Instance, Group Norm, RMSNorm and Weight Norm (chapter 7).
+- :mod:`~bncourse.norms.lp` - l_p Batch Normalization, the critique's smoothing variants (chapter 2).
 - :mod:`~bncourse.norms.masked` - BN over the tokens of padded sequences, with or without the padding (chapter 7.1).
 """
 
@@ -38,6 +39,7 @@ from bncourse.norms.group import (
     rmsnorm_backward,
     rmsnorm_forward,
 )
+from bncourse.norms.lp import LpBatchNorm, lp_scale
 from bncourse.norms.porting import (
     GradSwitchBatchNorm,
     PortedBatchNorm,
@@ -62,6 +64,7 @@ __all__ = [
     "GhostBatchNorm",
     "SyncBatchNorm",
     "GroupNorm",
+    "LpBatchNorm",
     "InstanceNorm",
     "LayerNorm",
     "RMSNorm",
@@ -84,6 +87,7 @@ __all__ = [
     "groupnorm_forward",
     "layernorm_backward",
     "layernorm_forward",
+    "lp_scale",
     "recalibrate_bn",
     "reduce_axes",
     "rmsnorm_backward",
