@@ -148,8 +148,8 @@ def student_copies(notebooks: list[str], out: str) -> list[Path]:
 
 
 MAX_SECONDS = 86_400  # --timeout and --cell-timeout: at most a day
-# measured on chapter 3's solution graded against itself: full marks at 2048 MB; at 1024 MB the kernel dies, at
-# 512 MB every cell raises MemoryError, at 256 MB the checkers are not even defined: every exercise scores 0
+# measured on chapter 3's solution graded against itself: full marks at 2048 MB (as at the default 6144); at
+# 1024 MB the kernel dies and at 512 MB cells raise MemoryError: exercises score 0 for the grader's limit
 MIN_MEMORY_MB = 2048
 MAX_MEMORY_MB = 2**20  # 1 TiB
 MAX_WORKERS = 1024
