@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> list[Path]:
             check_device(args.device)
         except ValueError as e:
             p.error(f"argument --device: {e}")
-    if args.workers is None and os.environ.get("BNCOURSE_WORKERS", "").strip():
+    uses_workers = any("workers" in OPTIONS.get(n, ()) for n in names)
+    if uses_workers and args.workers is None and os.environ.get("BNCOURSE_WORKERS", "").strip():
         try:  # the sweeps read it when they start (bncourse.training.pool.default_workers): check it now
             bounded_int(1, MAX_WORKERS)(os.environ["BNCOURSE_WORKERS"].strip())
         except argparse.ArgumentTypeError as e:
