@@ -8,8 +8,8 @@ MNIST's shape that is already on the device. The plain loop is written as a read
 ``nn.Module``, ``torch.optim.SGD``, ``zero_grad``/``backward``/``step``, batches sampled on the device.
 The runs alternate (plain, engine, plain, engine, ...) and the best of ``--repeats`` is kept for each, so
 a slow moment of the machine hits both. The last line gives the ratios. ``--steps``, ``--sweep`` and
-``--repeats`` must be at least 1 and ``--device`` must exist here; otherwise the command stops at once with
-one line and exit status 2.
+``--repeats`` must be at least 1 (and at most 10**6, 4096 and 1000) and ``--device`` must exist here; otherwise
+the command stops at once with one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bncourse.argparsing import Parser, check_device, positive_int
+from bncourse.argparsing import Parser, bounded_int, check_device
 from bncourse.models import paper_mlp
 from bncourse.runtime import device_name, pick_device, synchronize
 from bncourse.training.mlp import RunConfig, train_mlps
 
 __all__ = ["main", "plain_loop_seconds", "engine_seconds"]
+
+MAX_STEPS, MAX_SWEEP, MAX_REPEATS = 10**6, 4096, 1000  # the largest --steps, --sweep and --repeats
 
 
 def plain_loop_seconds(x: torch.Tensor, y: torch.Tensor, num_steps: int, norm: str | None, device) -> float:
@@ -73,9 +75,10 @@ def engine_seconds(x: np.ndarray, y: np.ndarray, num_steps: int, k: int, norm: s
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the benchmark, print the table and, as the last line, ``speedup_single=... speedup_sweep=...``."""
     p = Parser(prog="python -m bncourse.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=positive_int, default=2000, help="training steps per run")
-    p.add_argument("--sweep", type=positive_int, default=8, help="K, models in the sweep")
-    p.add_argument("--repeats", type=positive_int, default=3, help="alternating repeats; the best is kept")
+    p.add_argument("--steps", type=bounded_int(1, MAX_STEPS), default=2000, help="training steps per run")
+    p.add_argument("--sweep", type=bounded_int(1, MAX_SWEEP), default=8, help="K, models in the sweep")
+    p.add_argument("--repeats", type=bounded_int(1, MAX_REPEATS), default=3,
+                   help="alternating repeats; the best is kept")  # fmt: skip
     p.add_argument("--norm", choices=["none", "bn"], default="bn")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = p.parse_args(argv)

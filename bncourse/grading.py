@@ -50,7 +50,9 @@ __all__ = [
     "find_submissions",
     "grade",
     "grade_many",
+    "check_markers",
     "load_assignment",
+    "read_notebook",
     "scan_code",
     "solution_blocks",
     "write_feedback",
@@ -212,14 +214,65 @@ def exercise_cells(nb) -> dict[int, str]:
     return found
 
 
+def check_markers(source: str) -> int:
+    """The number of ``BEGIN``/``END SOLUTION`` blocks of a cell's ``source``; strict, for the instructor's
+    notebooks. Raises ``ValueError`` on a nested ``BEGIN``, an ``END`` without a ``BEGIN`` or a ``BEGIN``
+    without an ``END``."""
+    inside, count = False, 0
+    for line in source.splitlines():
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError(f"nested {BEGIN!r}")
+            inside, count = True, count + 1
+        elif stripped == END:
+            if not inside:
+                raise ValueError(f"{END!r} without a BEGIN")
+            inside = False
+    if inside:
+        raise ValueError(f"{BEGIN!r} without an END")
+    return count
+
+
+def read_notebook(path: str | Path) -> nbformat.NotebookNode:
+    """Read the notebook ``path`` (converted to nbformat 4). Raises ``ValueError`` naming ``path`` when it is
+    not a regular file (a folder, a pipe: reading a pipe would wait forever), cannot be read, or is not a valid
+    Jupyter notebook (invalid JSON, JSON of another shape, a notebook that fails the nbformat schema)."""
+    path = Path(path)
+    try:
+        regular = path.is_file()
+    except OSError as e:
+        raise ValueError(f"{path}: {e.strerror or e}") from None
+    if not regular:
+        raise ValueError(f"{path}: {'no such file' if not path.exists() else 'not a regular file'}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nbformat warns about missing cell ids; the schema check decides
+            nb = nbformat.read(str(path), as_version=4)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the file ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a notebook (not UTF-8 text)") from None
+    except nbformat.ValidationError as e:
+        raise ValueError(f"{path}: not a valid notebook ({str(e).splitlines()[0]})") from None
+    except (AttributeError, KeyError, TypeError):
+        raise ValueError(f"{path}: not a notebook (JSON, but not of a Jupyter notebook's shape)") from None
+    except ValueError:  # nbformat's NotJSONError and JSONDecodeError are ValueErrors
+        raise ValueError(f"{path}: not a notebook (not valid JSON)") from None
+    if not isinstance(nb.get("cells"), list):
+        raise ValueError(f"{path}: not a notebook (no list of cells)")
+    return nb
+
+
 def load_assignment(path: str | Path) -> Assignment:
     """Parse the instructor's solution notebook ``path``: exercises (title from the ``{exercise}`` fence or an
     ``Exercise ...`` heading; points from a ``# points: N`` comment in the checker cell, default 1) and blocks.
 
-    Raises ``ValueError`` when the notebook has no graded exercise (a code cell calling ``check_...``).
+    Raises ``ValueError`` (naming ``path``) when the notebook has no graded exercise (a code cell calling
+    ``check_...``), unbalanced solution markers (:func:`check_markers`), or cannot be read (:func:`read_notebook`).
     """
     path = Path(path)
-    nb = nbformat.read(str(path), as_version=4)
+    nb = read_notebook(path)
     exercises, blocks, pending, title, names = [], {}, [], None, set()
     for i, cell in enumerate(nb.cells):
         src = _source(cell)
@@ -228,6 +281,11 @@ def load_assignment(path: str | Path) -> Assignment:
             continue
         if cell.cell_type != "code":
             continue
+        if BEGIN in src or END in src:
+            try:
+                check_markers(src)
+            except ValueError as e:
+                raise ValueError(f"{path}: cell {i}: {e}") from None
         if BEGIN in src:
             blocks[i] = len(solution_blocks(src))
             pending.append(i)
@@ -770,13 +828,31 @@ def _results(assignment: Assignment, prep: _Prepared, entries: list[dict], opts:
 
 
 def find_submissions(paths: Iterable[str | Path]) -> list[Path]:
-    """The ``.ipynb`` files among ``paths``, folders searched recursively (checkpoint folders skipped), sorted."""
+    """The ``.ipynb`` files among ``paths``, folders searched recursively (checkpoint folders skipped), sorted.
+
+    Raises ``ValueError`` naming the path for an empty path (``''``, which would mean the current folder), a path
+    that does not exist or cannot be looked at (a name too long), a path that is neither a folder nor a regular
+    file (a pipe would hang the grader), and a folder that holds no notebooks.
+    """
     out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts)
-        else:
+    for text in paths:
+        if not str(text).strip():
+            raise ValueError("an empty submission path ('')")
+        p = Path(text)
+        try:
+            is_dir, is_file, exists = p.is_dir(), p.is_file(), p.exists()
+        except OSError as e:
+            name = str(p) if len(str(p)) <= 80 else str(p)[:77] + "..."
+            raise ValueError(f"{name}: {e.strerror or e}") from None
+        if is_dir:
+            found = sorted(q for q in p.rglob("*.ipynb") if ".ipynb_checkpoints" not in q.parts and q.is_file())
+            if not found:
+                raise ValueError(f"{p} holds no notebooks (*.ipynb)")
+            out += found
+        elif is_file:
             out.append(p)
+        else:
+            raise ValueError(f"{p}: {'not a regular file' if exists else 'no such submission'}")
     seen, unique = set(), []
     for p in out:
         if p.resolve() not in seen:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nbformat
 
-from bncourse.argparsing import Parser, positive_float, positive_int
+from bncourse.argparsing import Parser, bounded_float, bounded_int
 from bncourse.grading import (
     BEGIN,
     END,
@@ -35,6 +35,7 @@ from bncourse.grading import (
     grade,
     grade_many,
     load_assignment,
+    read_notebook,
     write_feedback,
     write_gradebook,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "grade",
     "make_student_copy",
     "main",
+    "student_copies",
     "stub_solutions",
     "student_notebook",
 ]
@@ -86,14 +88,100 @@ def student_notebook(nb, markdown: Callable[[str], str] | None = None):
     return rewrite_cells(nb, markdown=markdown, code=stub_solutions)
 
 
+def _student_copy(src: str | Path):
+    """The student copy of the solution notebook ``src``, in memory. Raises ``ValueError`` naming ``src`` when it
+    is not a readable notebook, has no solution block, or has unbalanced markers."""
+    nb = read_notebook(src)
+    has_blocks = any(c.cell_type == "code" and BEGIN in c.source for c in nb.cells)
+    try:
+        student_notebook(nb, markdown=lambda text: _SOLUTION_FENCE.sub("", text).strip())
+    except ValueError as e:
+        raise ValueError(f"{src}: {e}") from None
+    if not has_blocks:
+        raise ValueError(f"{src}: no solution blocks ({BEGIN!r} ... {END!r}): not a solution notebook")
+    return nb
+
+
 def make_student_copy(src: str | Path, dst: str | Path) -> Path:
-    """Write the student copy of the solution notebook ``src`` (an .ipynb) to ``dst``; outputs cleared."""
-    nb = nbformat.read(str(src), as_version=4)
-    student_notebook(nb, markdown=lambda text: _SOLUTION_FENCE.sub("", text).strip())
+    """Write the student copy of the solution notebook ``src`` (an .ipynb) to ``dst``; outputs cleared.
+
+    Raises ``ValueError`` naming ``src`` when it is not a notebook, has no solution block or unbalanced markers.
+    """
+    nb = _student_copy(src)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(dst))
     return dst
+
+
+def student_copies(notebooks: list[str], out: str) -> list[Path]:
+    """Write the student copy of each solution notebook into the folder ``out`` (same file names); return them.
+
+    Everything is checked before anything is written; ``ValueError`` (one line) for an empty ``out``, an ``out``
+    that is a file or the folder of an input (the copy would replace the solution), two inputs with the same
+    file name, and any input that :func:`make_student_copy` refuses."""
+    if not out.strip():
+        raise ValueError("--out is empty")
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is a file, not a folder")
+    names: dict[str, str] = {}
+    for src in notebooks:
+        path = Path(src)
+        if not src.strip():
+            raise ValueError("an empty notebook path ('')")
+        if path.name in names:
+            raise ValueError(f"{names[path.name]} and {src} have the same file name; their copies would collide")
+        names[path.name] = src
+        if folder.resolve() == path.resolve().parent:
+            raise ValueError(f"--out {folder} is the folder of {src}: the copy would replace the solution")
+    copies = [_student_copy(src) for src in notebooks]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {folder}: cannot create the folder ({e.strerror or e})") from None
+    written = []
+    for src, nb in zip(notebooks, copies, strict=True):
+        nbformat.write(nb, str(folder / Path(src).name))
+        written.append(folder / Path(src).name)
+    return written
+
+
+MAX_SECONDS = 86_400  # --timeout and --cell-timeout: at most a day
+# measured on chapter 3's solution graded against itself: full marks at 2048 MB (as at the default 6144); at
+# 1024 MB the kernel dies and at 512 MB cells raise MemoryError: exercises score 0 for the grader's limit
+MIN_MEMORY_MB = 2048
+MAX_MEMORY_MB = 2**20  # 1 TiB
+MAX_WORKERS = 1024
+
+
+def _check_grade_inputs(args) -> tuple[list[Path], object]:
+    """The submission files and the assignment (``None`` without ``--assignment``) of ``grade``, after checking
+    everything that can be checked before grading; ``ValueError`` (one line) for the first problem. ``--out`` is
+    created here, so that a folder that cannot be made stops the command before the grading, not after."""
+    if args.assignment is not None and not args.assignment.strip():
+        raise ValueError("--assignment is empty")
+    if args.out is not None:
+        if not args.out.strip():
+            raise ValueError("--out is empty")
+        if (out := Path(args.out)).exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder")
+    files = find_submissions(args.submissions)
+    assignment = None
+    if args.assignment is not None:
+        try:
+            assignment = load_assignment(args.assignment)
+        except ValueError as e:
+            raise ValueError(f"the assignment {e}") from None
+        for f in files:
+            if f.resolve() == assignment.path.resolve():
+                raise ValueError(f"{f} is the assignment itself, not a submission")
+    if args.out is not None:
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {args.out}: cannot create the folder ({e.strerror or e})") from None
+    return files, assignment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         "against its own checker cells: not for marks)",
     )
     g.add_argument("--out", help="folder for gradebook.csv and feedback/ (default: print only)")
-    g.add_argument("--workers", type=positive_int, default=1, help="pytest processes at once (default 1)")
-    g.add_argument("--batch", type=positive_int, default=8, help="submissions per pytest process (default 8)")
-    g.add_argument("--cell-timeout", type=positive_float, default=GradeOptions.cell_timeout, help="seconds per cell")
-    g.add_argument("--timeout", type=positive_float, default=GradeOptions.timeout, help="seconds per submission")
-    g.add_argument("--memory-mb", type=positive_int, default=GradeOptions.memory_mb, help="address space per process")
+    g.add_argument(
+        "--workers", type=bounded_int(1, MAX_WORKERS), default=1, help="pytest processes at once (default 1)"
+    )
+    g.add_argument("--batch", type=bounded_int(1, 10_000), default=8, help="submissions per pytest process (default 8)")
+    g.add_argument("--cell-timeout", type=bounded_float(1, MAX_SECONDS), default=GradeOptions.cell_timeout,
+                   help="seconds per cell (1 to 86400)")  # fmt: skip
+    g.add_argument("--timeout", type=bounded_float(1, MAX_SECONDS), default=GradeOptions.timeout,
+                   help="seconds per submission (1 to 86400)")  # fmt: skip
+    g.add_argument("--memory-mb", type=bounded_int(MIN_MEMORY_MB, MAX_MEMORY_MB), default=GradeOptions.memory_mb,
+                   help=f"address space per process, MB ({MIN_MEMORY_MB} to {MAX_MEMORY_MB})")  # fmt: skip
     g.add_argument(
         "--tamper",
         choices=("fail", "zero", "report"),
@@ -136,18 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)  # fmt: skip
     if args.cmd == "student":
         try:
-            for src in args.notebooks:
-                print(f"wrote {make_student_copy(src, Path(args.out) / Path(src).name)}")
+            for path in student_copies(args.notebooks, args.out):
+                print(f"wrote {path}")
         except (OSError, ValueError) as e:
-            print(f"{p.prog}: error: {e}", file=sys.stderr)
+            print(f"{p.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
             return 2
         return 0
-    files = find_submissions(args.submissions)
-    missing = [str(f) for f in files if not f.exists()]
-    if missing or not files:
-        print(
-            f"{p.prog}: error: no such submission: {', '.join(missing) or ' '.join(args.submissions)}", file=sys.stderr
-        )
+    try:
+        files, assignment = _check_grade_inputs(args)
+    except ValueError as e:
+        print(f"{p.prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     opts = GradeOptions(
         cell_timeout=args.cell_timeout,
@@ -159,12 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if args.quiet else "default")
-        if args.assignment:
-            try:
-                assignment = load_assignment(args.assignment)
-            except Exception as e:  # noqa: BLE001 - a bad assignment is a usage error: one line
-                print(f"{p.prog}: error: cannot read the assignment {args.assignment}: {e}", file=sys.stderr)
-                return 2
+        if assignment is not None:
             rows = grade_many(assignment, files, workers=args.workers, batch=args.batch, options=opts,
                               progress=not args.quiet)  # fmt: skip
             pairs = [(assignment, r) for r in rows]
@@ -198,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         out = Path(args.out)
         graded = [(ref, r) for ref, r in pairs if ref is not None]
-        if args.assignment and graded:
+        if assignment is not None and graded:
             print(f"wrote {write_gradebook([r for _, r in graded], graded[0][0], out / 'gradebook.csv')}")
         for ref, r in graded:
             write_feedback(r, ref, out / "feedback")

@@ -7,26 +7,32 @@ torch version, the wall time and the command that made it. Run on a GPU for the 
 a CPU the same command works, more slowly.
 
 Every option is checked before anything runs: an option that a named experiment does not take (see
-:data:`OPTIONS`), a device this machine does not have, ``--workers`` below 1, an ``--out`` that is a file,
-or a result file that already exists (replace it with ``--force``) ends the command with one line and exit
-status 2. With ``--all``, ``--device`` and ``--workers`` go to the experiments that take them.
+:data:`OPTIONS`), a device this machine does not have, ``--workers`` (or ``$BNCOURSE_WORKERS``) outside 1 to
+1024, ``--all`` together with names, an empty ``--out``, an ``--out`` that is a file or cannot be written, or a
+result file that already exists (replace it with ``--force``) ends the command with one line and exit status 2.
+With ``--all``, ``--device`` and ``--workers`` go to the experiments that take them.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
+import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bncourse.argparsing import Parser, check_device, positive_int
+from bncourse.argparsing import Parser, bounded_int, check_device
 
 if TYPE_CHECKING:  # imported by the experiments when they run: a wrong option fails without loading torch
     from bncourse.experiments import Result
 
 __all__ = ["OPTIONS", "RESULTS", "main", "run"]
+
+MAX_WORKERS = 1024  # --workers and $BNCOURSE_WORKERS
 
 # name -> (module, function): imported only when that result is regenerated
 RESULTS: dict[str, tuple[str, str]] = {
@@ -77,9 +83,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
     p.add_argument("--out", default=None, help="output folder (default: $BNCOURSE_RESULTS, else bncourse/stored/)")
     p.add_argument("--force", action="store_true", help="replace result files that already exist in --out")
     p.add_argument("--device", default=None, help="cuda or cpu, for the sweeps that take it (default: cuda if any)")
-    p.add_argument("--workers", type=positive_int, default=None,
+    p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=None,
                    help="processes for the sweeps of many small runs (default: $BNCOURSE_WORKERS or 1)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.all and args.names:
+        p.error(f"give --all or names, not both (got --all and {' '.join(args.names)})")
     names = sorted(RESULTS) if args.all else list(dict.fromkeys(args.names))
     unknown = [n for n in names if n not in RESULTS]
     if unknown:
@@ -96,7 +104,15 @@ def main(argv: list[str] | None = None) -> list[Path]:
             check_device(args.device)
         except ValueError as e:
             p.error(f"argument --device: {e}")
-    out = Path(args.out) if args.out else _default_out()
+    uses_workers = any("workers" in OPTIONS.get(n, ()) for n in names)
+    if uses_workers and args.workers is None and os.environ.get("BNCOURSE_WORKERS", "").strip():
+        try:  # the sweeps read it when they start (bncourse.training.pool.default_workers): check it now
+            bounded_int(1, MAX_WORKERS)(os.environ["BNCOURSE_WORKERS"].strip())
+        except argparse.ArgumentTypeError as e:
+            p.error(f"BNCOURSE_WORKERS={os.environ['BNCOURSE_WORKERS']!r}: {e}")
+    if args.out is not None and not args.out.strip():
+        p.error("--out is empty (leave it out for the default folder)")
+    out = Path(args.out) if args.out is not None else _default_out()
     if out.exists() and not out.is_dir():
         p.error(f"--out {out} is a file, not a folder")
     existing = [str(out / f"{n}.json") for n in names if (out / f"{n}.json").exists()]
@@ -107,6 +123,11 @@ def main(argv: list[str] | None = None) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         p.error(f"--out {out}: cannot create the folder ({e.strerror or e})")
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        p.error(f"--out {out}: cannot write there ({e.strerror or e})")
     command = "python -m bncourse.reproduce " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     written = []
     for name in names:

@@ -130,7 +130,7 @@ def test_bench_refuses_wrong_options_before_running(argv, expected, capsys, no_r
 
 def test_positive_float():
     assert argparsing.positive_float("2.5") == 2.5
-    for text in ("0", "-1", "abc", "nan"):
+    for text in ("0", "-1", "abc", "nan", "inf", "1e309"):
         with pytest.raises(argparse.ArgumentTypeError):
             argparsing.positive_float(text)
 
@@ -156,6 +156,8 @@ def test_check_device_refuses_a_gpu_index_past_the_last():
     [
         ("bncourse.reproduce", ["figure1-full", "--device", "cuda", "--workers", "1"], "--device is not an option"),
         ("bncourse.bench", ["--repeats", "0"], "argument --repeats: must be at least 1, got 0"),
+        ("bncourse.reproduce", ["figure1-full", "--out", ""], "--out is empty"),
+        ("bncourse.instructor", ["grade", ""], "an empty submission path"),
     ],
 )
 def test_the_commands_print_one_line_and_exit_2(module, argv, expected, tmp_path):
@@ -166,3 +168,78 @@ def test_the_commands_print_one_line_and_exit_2(module, argv, expected, tmp_path
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert expected in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--all", "nosuch"], "give --all or names, not both (got --all and nosuch)"),
+        (["--all", "figure1-full"], "give --all or names, not both"),
+        (["batchsize-full", "--workers", "99999999999999999999"], "argument --workers: must be from 1 to 1024, got"),
+    ],
+)
+def test_reproduce_refuses_all_with_names_and_huge_workers(argv, expected, capsys, tmp_path, no_runs):
+    line = _fails(reproduce.main, [*argv, "--out", str(tmp_path / "new")], capsys)
+    assert expected in line, line
+    assert not (tmp_path / "new").exists()
+
+
+def test_reproduce_refuses_an_empty_or_unwritable_out(capsys, tmp_path, no_runs, monkeypatch):
+    monkeypatch.setattr(reproduce, "_default_out", lambda: pytest.fail("fell back to the default folder"))
+    assert "--out is empty" in _fails(reproduce.main, ["figure1-full", "--out", ""], capsys)
+    if Path("/proc/self").is_dir():  # Linux: a folder that exists and that not even root can write into
+        line = _fails(reproduce.main, ["figure1-full", "--out", "/proc"], capsys)
+        assert "--out /proc: cannot write there" in line
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores the mode
+            return
+        line = _fails(reproduce.main, ["figure1-full", "--out", str(locked)], capsys)
+        assert f"--out {locked}: cannot write there" in line
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "2.5", "99999"])
+def test_reproduce_checks_bncourse_workers_before_running(value, capsys, tmp_path, no_runs, monkeypatch):
+    monkeypatch.setenv("BNCOURSE_WORKERS", value)
+    line = _fails(reproduce.main, ["batchsize-full", "--out", str(tmp_path)], capsys)
+    assert f"BNCOURSE_WORKERS={value!r}: " in line, line
+
+
+def test_default_workers_names_a_wrong_variable(monkeypatch):
+    from bncourse.training.pool import default_workers
+
+    monkeypatch.setenv("BNCOURSE_WORKERS", "abc")
+    with pytest.raises(ValueError, match="BNCOURSE_WORKERS='abc' is not a whole number"):
+        default_workers()
+    monkeypatch.setenv("BNCOURSE_WORKERS", " 3 ")
+    assert default_workers() == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--sweep", "1000000000"], "argument --sweep: must be from 1 to 4096, got 1000000000"),
+        (["--steps", "1000001"], "argument --steps: must be from 1 to 1000000, got 1000001"),
+        (["--repeats", "1001"], "argument --repeats: must be from 1 to 1000, got 1001"),
+    ],
+)
+def test_bench_refuses_counts_past_the_maximum(argv, expected, capsys, no_runs):
+    assert expected in _fails(bench.main, [*argv, "--device", "cpu"], capsys)
+
+
+def test_bounded_int_and_float():
+    three_to_five = argparsing.bounded_int(3, 5)
+    assert three_to_five("3") == 3 and three_to_five("5") == 5
+    for text in ("2", "6", "x", "4.0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            three_to_five(text)
+    assert argparsing.bounded_int(0, 2)("0") == 0
+    seconds = argparsing.bounded_float(1, 10)
+    assert seconds("1") == 1.0 and seconds("10") == 10.0
+    for text in ("0.5", "10.5", "inf", "-inf", "nan", "1e309", "abc"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            seconds(text)

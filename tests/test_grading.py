@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -20,9 +21,11 @@ from bncourse.grading import (
     BEGIN,
     END,
     GradeOptions,
+    check_markers,
     grade,
     grade_many,
     load_assignment,
+    read_notebook,
     scan_code,
     solution_blocks,
 )
@@ -418,3 +421,116 @@ def test_tamper_policy_fail_zero_report(tmp_path):
         assert row.results[2].flags and "course package" in row.results[2].flags[0]
     flagged = [1, 1, 0] + [1] * (N - 3)
     assert got == {"fail": flagged, "zero": NONE, "report": ALL}
+
+
+# ------------------------------------------------------------------------------ wrong input of `grade`
+
+
+def _refused(argv, capsys) -> str:
+    """Run the CLI; assert exit status 2 and one line on stderr, no traceback; return that line."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+@pytest.fixture
+def no_grading(monkeypatch):
+    """Fail the test if grading would start."""
+    import bncourse.instructor as instructor
+
+    def boom(*args, **kwargs):
+        raise AssertionError("graded before the input was checked")
+
+    monkeypatch.setattr(instructor, "grade_many", boom)
+
+
+@pytest.fixture
+def sub(tmp_path):
+    """One submission (a copy of the solution under another name) in a folder."""
+    path = tmp_path / "subs" / "alice.ipynb"
+    path.parent.mkdir()
+    path.write_text(SOLUTION.read_text())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--timeout", "inf"], "argument --timeout: expected a finite number, got inf"),
+        (["--timeout", "1e309"], "argument --timeout: expected a finite number, got 1e309"),
+        (["--timeout", "nan"], "argument --timeout: expected a finite number, got nan"),
+        (["--timeout", "100000"], "argument --timeout: must be from 1 to 86400, got 100000"),
+        (["--cell-timeout", "inf"], "argument --cell-timeout: expected a finite number, got inf"),
+        (["--cell-timeout", "1e-300"], "argument --cell-timeout: must be from 1 to 86400, got 1e-300"),
+        (["--memory-mb", "9999999999999"], "argument --memory-mb: must be from 2048 to 1048576, got 9999999999999"),
+        (["--memory-mb", "1"], "argument --memory-mb: must be from 2048 to 1048576, got 1"),
+        (["--workers", "99999999999"], "argument --workers: must be from 1 to 1024, got 99999999999"),
+        (["--batch", "0"], "argument --batch: must be at least 1, got 0"),
+        (["--assignment", ""], "--assignment is empty"),
+        (["--out", ""], "--out is empty"),
+    ],
+)
+def test_grade_refuses_wrong_options_before_grading(options, expected, sub, capsys, no_grading):
+    line = _refused(["grade", "--assignment", str(SOLUTION), str(sub.parent), *options], capsys)
+    assert expected in line, line
+
+
+def test_grade_checks_out_before_grading(sub, tmp_path, capsys, no_grading):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("keep")
+    line = _refused(["grade", "--assignment", str(SOLUTION), str(sub), "--out", str(afile)], capsys)
+    assert f"--out {afile} is a file, not a folder" in line and afile.read_text() == "keep"
+    line = _refused(["grade", "--assignment", str(SOLUTION), str(sub), "--out", str(afile / "grades")], capsys)
+    assert f"--out {afile / 'grades'}: cannot create the folder" in line
+
+
+def test_grade_refuses_bad_submission_paths(sub, tmp_path, capsys, no_grading, monkeypatch):
+    monkeypatch.chdir(sub.parent)  # '' would mean this folder, which holds a notebook
+    assert "an empty submission path ('')" in _refused(["grade", "--assignment", str(SOLUTION), ""], capsys)
+    line = _refused(["grade", "--assignment", str(SOLUTION), str(SOLUTION)], capsys)
+    assert f"{SOLUTION} is the assignment itself, not a submission" in line
+    (tmp_path / "empty").mkdir()
+    line = _refused(["grade", "--assignment", str(SOLUTION), str(tmp_path / "empty")], capsys)
+    assert f"{tmp_path / 'empty'} holds no notebooks" in line
+    line = _refused(["grade", "--assignment", str(SOLUTION), str(tmp_path / "missing.ipynb")], capsys)
+    assert "missing.ipynb: no such submission" in line
+    line = _refused(["grade", "--assignment", str(SOLUTION), "x" * 300 + ".ipynb"], capsys)
+    assert "File name too long" in line and len(line) < 200
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.ipynb")
+        line = _refused(["grade", "--assignment", str(SOLUTION), str(tmp_path / "pipe.ipynb")], capsys)
+        assert f"{tmp_path / 'pipe.ipynb'}: not a regular file" in line
+        line = _refused(["grade", "--assignment", str(tmp_path / "pipe.ipynb"), str(sub)], capsys)
+        assert f"the assignment {tmp_path / 'pipe.ipynb'}: not a regular file" in line
+
+
+def test_grade_refuses_an_assignment_that_student_would_refuse(sub, tmp_path, capsys, no_grading):
+    nb = copy.deepcopy(ASSIGNMENT.nb)
+    cell = ASSIGNMENT.exercises[0].cells[0]
+    nb.cells[cell].source = nb.cells[cell].source.replace(END, "", 1)  # a BEGIN without its END
+    bad = tmp_path / "unbalanced.ipynb"
+    nbformat.write(nb, str(bad))
+    line = _refused(["grade", "--assignment", str(bad), str(sub)], capsys)
+    assert f"the assignment {bad}: cell {cell}: {BEGIN!r} without an END" in line
+    listing = tmp_path / "list.ipynb"
+    listing.write_text("[1, 2, 3]")
+    line = _refused(["grade", "--assignment", str(listing), str(sub)], capsys)
+    assert f"the assignment {listing}: not a notebook (JSON, but not of a Jupyter notebook's shape)" in line
+
+
+def test_check_markers_and_read_notebook(tmp_path):
+    assert check_markers(f"a\n{BEGIN}\nb\n{END}\n{BEGIN}\n{END}") == 2 and check_markers("x = 1") == 0
+    for bad, message in [(f"{BEGIN}\n", "without an END"), (END, "without a BEGIN"), (f"{BEGIN}\n{BEGIN}", "nested")]:
+        with pytest.raises(ValueError, match=message):
+            check_markers(bad)
+    assert read_notebook(SOLUTION).cells
+    (tmp_path / "bad.ipynb").write_text("{")
+    with pytest.raises(ValueError, match=r"bad\.ipynb: not a notebook \(not valid JSON\)"):
+        read_notebook(tmp_path / "bad.ipynb")
+    with pytest.raises(ValueError, match="not a regular file"):
+        read_notebook(tmp_path)

@@ -1,5 +1,6 @@
 """Instructors' kit: student copies stub every solution; grading reports per exercise with the hint."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -76,3 +77,113 @@ def test_partly_done_copy_and_cli(tmp_path, capsys):
     assert f"1/{n} exercises passed" in out and "[FAIL]" in out and "[PASS]" in out
     assert main(["student", str(solution), "--out", str(tmp_path / "copies")]) == 0
     assert (tmp_path / "copies" / solution.name).exists()
+
+
+# ------------------------------------------------------------------------------- wrong input of `student`
+
+
+def _solution_nb(path: Path, code: str = f"def f():\n    {BEGIN}\n    return 1\n    {END}\n") -> Path:
+    """A tiny solution notebook: an exercise heading, a solution cell with ``code`` and a checker cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("## Exercise 1"),
+        nbformat.v4.new_code_cell(code),
+        nbformat.v4.new_code_cell("check_f(f)  # points: 2"),
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _refused(argv, capsys) -> str:
+    """Run the CLI; assert exit status 2 and one line on stderr, no traceback; return that line."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("python -m bncourse.instructor")
+    return err.strip()
+
+
+def _bad_files(tmp: Path) -> dict[str, Path]:
+    files = {
+        "text": "this is not JSON\n",
+        "empty": "",
+        "list": "[1, 2, 3]",
+        "nocells": '{"metadata": {}, "nbformat": 4, "nbformat_minor": 5}',
+        "schemabad": '{"cells": [], "nbformat": 4, "nbformat_minor": 5}',
+    }
+    out = {}
+    for name, text in files.items():
+        out[name] = tmp / f"{name}.ipynb"
+        out[name].write_text(text)
+    out["binary"] = tmp / "binary.ipynb"
+    out["binary"].write_bytes(b"\xff\xfe\x00\x81")
+    out["unbalanced_begin"] = _solution_nb(tmp / "unbalanced_begin.ipynb", f"{BEGIN}\nx = 1\n")
+    out["unbalanced_end"] = _solution_nb(tmp / "unbalanced_end.ipynb", f"x = 1\n{END}\n")
+    out["nomarkers"] = _solution_nb(tmp / "nomarkers.ipynb", "x = 1\n")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("text", "not a notebook (not valid JSON)"),
+        ("empty", "not a notebook (not valid JSON)"),
+        ("binary", "not a notebook (not UTF-8 text)"),
+        ("list", "not a notebook (JSON, but not of a Jupyter notebook's shape)"),
+        ("nocells", "not a valid notebook"),
+        ("schemabad", "not a valid notebook"),
+        ("unbalanced_begin", f"{BEGIN!r} without an END"),
+        ("unbalanced_end", f"{END!r} without a BEGIN"),
+        ("nomarkers", "no solution blocks"),
+    ],
+)
+def test_student_names_the_file_that_is_not_a_solution_notebook(name, expected, tmp_path, capsys):
+    bad = _bad_files(tmp_path)[name]
+    good = _solution_nb(tmp_path / "good" / "a.ipynb")
+    line = _refused(["student", str(good), str(bad), "--out", str(tmp_path / "copies")], capsys)
+    assert f"error: {bad}: " in line and expected in line, line
+    assert not (tmp_path / "copies").exists()  # every input is checked before the first copy is written
+
+
+def test_student_refuses_outputs_that_would_overwrite_or_collide(tmp_path, capsys, monkeypatch):
+    solution = _solution_nb(tmp_path / "inplace" / "assign.ipynb")
+    before = solution.read_text()
+    line = _refused(["student", str(solution), "--out", str(tmp_path / "inplace")], capsys)
+    assert "is the folder of" in line and "would replace the solution" in line
+    monkeypatch.chdir(tmp_path / "inplace")  # the same folder spelled another way
+    line = _refused(["student", "assign.ipynb", "--out", "."], capsys)
+    assert "--out . is the folder of assign.ipynb" in line
+    assert solution.read_text() == before
+    a, b = _solution_nb(tmp_path / "dupA" / "x.ipynb"), _solution_nb(tmp_path / "dupB" / "x.ipynb")
+    line = _refused(["student", str(a), str(b), "--out", str(tmp_path / "sdup")], capsys)
+    assert f"{a} and {b} have the same file name" in line and not (tmp_path / "sdup").exists()
+    assert "--out is empty" in _refused(["student", str(a), "--out", ""], capsys)
+    (tmp_path / "afile").write_text("x")
+    assert "is a file, not a folder" in _refused(["student", str(a), "--out", str(tmp_path / "afile")], capsys)
+    line = _refused(["student", str(a), "--out", str(tmp_path / "afile" / "sub")], capsys)
+    assert "cannot create the folder" in line
+    line = _refused(["student", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path / "c")], capsys)
+    assert "missing.ipynb: no such file" in line
+    line = _refused(["student", str(tmp_path / "dupA"), "--out", str(tmp_path / "c")], capsys)
+    assert "dupA: not a regular file" in line
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_student_refuses_a_pipe_instead_of_waiting_on_it(tmp_path, capsys):
+    fifo = tmp_path / "pipe.ipynb"
+    os.mkfifo(fifo)
+    line = _refused(["student", str(fifo), "--out", str(tmp_path / "copies")], capsys)
+    assert f"{fifo}: not a regular file" in line
+
+
+def test_student_copies_a_valid_notebook(tmp_path, capsys):
+    solution = _solution_nb(tmp_path / "in" / "assign.ipynb")
+    assert main(["student", str(solution), "--out", str(tmp_path / "copies")]) == 0
+    copy = nbformat.read(str(tmp_path / "copies" / "assign.ipynb"), as_version=4)
+    assert STUB in copy.cells[1].source and "return 1" not in copy.cells[1].source
+    assert f"wrote {tmp_path / 'copies' / 'assign.ipynb'}" in capsys.readouterr().out

@@ -22,9 +22,13 @@ __all__ = ["default_workers", "run_jobs"]
 
 def default_workers(all_cores: bool = False) -> int:
     """Worker processes to use: ``$BNCOURSE_WORKERS`` if set, else 1 (serial: the book's CPU build) or, with
-    ``all_cores``, one per CPU core but one (for long stored sweeps)."""
-    if os.environ.get("BNCOURSE_WORKERS"):
-        return max(1, int(os.environ["BNCOURSE_WORKERS"]))
+    ``all_cores``, one per CPU core but one (for long stored sweeps). Raises ``ValueError`` naming the variable
+    when ``$BNCOURSE_WORKERS`` is not an integer."""
+    if text := os.environ.get("BNCOURSE_WORKERS", "").strip():
+        try:
+            return max(1, int(text))
+        except ValueError:
+            raise ValueError(f"BNCOURSE_WORKERS={text!r} is not a whole number of processes") from None
     return max(1, (os.cpu_count() or 1) - 1) if all_cores else 1
 
 
