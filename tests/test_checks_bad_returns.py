@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_checks_thinking import THINKING  # the checkers graded on predictions and measurements there
 
 import bncourse.checks as C
 from bncourse.norms import batchnorm_backward, batchnorm_forward, recalibrate_bn
@@ -203,20 +204,6 @@ STUDENTS: dict[str, tuple[tuple[Callable, ...], Callable]] = {
     "check_spatial_groupnorm_forward": ((), _gn_fwd),
     "check_spatial_groupnorm_backward": ((_gn_fwd,), groupnorm_backward),
     "check_lr_experiment": ((), _lr_experiment),
-}
-
-
-# the thinking exercises' checkers (issue 19) grade predictions and measurements: tests/test_checks_thinking.py
-THINKING = {
-    "check_bias_before_bn",
-    "check_diverging_runs",
-    "check_gradient_shrinkage",
-    "check_largest_stable_lr",
-    "check_m2_gradient",
-    "check_mean_only_saturation",
-    "check_sampled_variance",
-    "check_train_eval_ratio",
-    "check_train_mode_sweep",
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_instructor import refused as _refused  # the one CLI-refusal check
 
 from bncourse.grading import (
     BEGIN,
@@ -424,18 +425,6 @@ def test_tamper_policy_fail_zero_report(tmp_path):
 
 
 # ------------------------------------------------------------------------------ wrong input of `grade`
-
-
-def _refused(argv, capsys) -> str:
-    """Run the CLI; assert exit status 2 and one line on stderr, no traceback; return that line."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err.strip()
 
 
 @pytest.fixture

@@ -95,7 +95,7 @@ def _solution_nb(path: Path, code: str = f"def f():\n    {BEGIN}\n    return 1\n
     return path
 
 
-def _refused(argv, capsys) -> str:
+def refused(argv, capsys) -> str:
     """Run the CLI; assert exit status 2 and one line on stderr, no traceback; return that line."""
     try:
         rc = main(argv)
@@ -145,7 +145,7 @@ def _bad_files(tmp: Path) -> dict[str, Path]:
 def test_student_names_the_file_that_is_not_a_solution_notebook(name, expected, tmp_path, capsys):
     bad = _bad_files(tmp_path)[name]
     good = _solution_nb(tmp_path / "good" / "a.ipynb")
-    line = _refused(["student", str(good), str(bad), "--out", str(tmp_path / "copies")], capsys)
+    line = refused(["student", str(good), str(bad), "--out", str(tmp_path / "copies")], capsys)
     assert f"error: {bad}: " in line and expected in line, line
     assert not (tmp_path / "copies").exists()  # every input is checked before the first copy is written
 
@@ -153,23 +153,23 @@ def test_student_names_the_file_that_is_not_a_solution_notebook(name, expected, 
 def test_student_refuses_outputs_that_would_overwrite_or_collide(tmp_path, capsys, monkeypatch):
     solution = _solution_nb(tmp_path / "inplace" / "assign.ipynb")
     before = solution.read_text()
-    line = _refused(["student", str(solution), "--out", str(tmp_path / "inplace")], capsys)
+    line = refused(["student", str(solution), "--out", str(tmp_path / "inplace")], capsys)
     assert "is the folder of" in line and "would replace the solution" in line
     monkeypatch.chdir(tmp_path / "inplace")  # the same folder spelled another way
-    line = _refused(["student", "assign.ipynb", "--out", "."], capsys)
+    line = refused(["student", "assign.ipynb", "--out", "."], capsys)
     assert "--out . is the folder of assign.ipynb" in line
     assert solution.read_text() == before
     a, b = _solution_nb(tmp_path / "dupA" / "x.ipynb"), _solution_nb(tmp_path / "dupB" / "x.ipynb")
-    line = _refused(["student", str(a), str(b), "--out", str(tmp_path / "sdup")], capsys)
+    line = refused(["student", str(a), str(b), "--out", str(tmp_path / "sdup")], capsys)
     assert f"{a} and {b} have the same file name" in line and not (tmp_path / "sdup").exists()
-    assert "--out is empty" in _refused(["student", str(a), "--out", ""], capsys)
+    assert "--out is empty" in refused(["student", str(a), "--out", ""], capsys)
     (tmp_path / "afile").write_text("x")
-    assert "is a file, not a folder" in _refused(["student", str(a), "--out", str(tmp_path / "afile")], capsys)
-    line = _refused(["student", str(a), "--out", str(tmp_path / "afile" / "sub")], capsys)
+    assert "is a file, not a folder" in refused(["student", str(a), "--out", str(tmp_path / "afile")], capsys)
+    line = refused(["student", str(a), "--out", str(tmp_path / "afile" / "sub")], capsys)
     assert "cannot create the folder" in line
-    line = _refused(["student", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path / "c")], capsys)
+    line = refused(["student", str(tmp_path / "missing.ipynb"), "--out", str(tmp_path / "c")], capsys)
     assert "missing.ipynb: no such file" in line
-    line = _refused(["student", str(tmp_path / "dupA"), "--out", str(tmp_path / "c")], capsys)
+    line = refused(["student", str(tmp_path / "dupA"), "--out", str(tmp_path / "c")], capsys)
     assert "dupA: not a regular file" in line
 
 
@@ -177,7 +177,7 @@ def test_student_refuses_outputs_that_would_overwrite_or_collide(tmp_path, capsy
 def test_student_refuses_a_pipe_instead_of_waiting_on_it(tmp_path, capsys):
     fifo = tmp_path / "pipe.ipynb"
     os.mkfifo(fifo)
-    line = _refused(["student", str(fifo), "--out", str(tmp_path / "copies")], capsys)
+    line = refused(["student", str(fifo), "--out", str(tmp_path / "copies")], capsys)
     assert f"{fifo}: not a regular file" in line
 
 
