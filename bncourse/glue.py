@@ -1,27 +1,39 @@
 """Hand a value computed in a notebook cell to the text of the page (MyST-NB's ``glue``).
 
 On the website, ``{glue:text}`name``` in the text shows the value the cell computed, so no number in the
-prose is typed by hand. Where MyST-NB is not installed (Colab, a plain Jupyter), the value is printed.
+prose is typed by hand. While the book is built (``BNCOURSE_BOOK_BUILD=1``) the value is displayed as the
+record that MyST-NB reads from the executed notebook: a display whose metadata names it (``scrapbook``) and,
+unless it is also shown, whose MIME types carry the ``application/papermill.record/`` prefix. The kernel that
+runs the pages is the Colab-like environment, where MyST-NB is not installed, so the record is written here
+rather than by ``myst_nb.glue``. Elsewhere (Colab, a plain Jupyter) the value is printed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["glue"]
+from IPython.core.formatters import format_display_data
+from IPython.display import display as ipy_display
+
+from bncourse.static_views import book_build
+
+__all__ = ["RECORD_PREFIX", "glue"]
+
+RECORD_PREFIX = "application/papermill.record/"
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
-    """Store ``value`` under ``name`` for the page text; print it when MyST-NB is absent.
+    """Store ``value`` under ``name`` for the page text while the book is built; print it otherwise.
 
     Args:
         name: the key used in the text as ``{glue:text}`name```.
         value: a number, string or figure.
-        display: also show the value in the cell output.
+        display: also show the value in the cell output (book build only).
     """
-    try:
-        from myst_nb import glue as _glue
-    except ImportError:
+    if not book_build():
         print(f"{name} = {value}")
         return
-    _glue(name, value, display=display)
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else RECORD_PREFIX
+    metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
+    ipy_display({prefix + mime: data for mime, data in bundle.items()}, raw=True, metadata=metadata)

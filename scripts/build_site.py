@@ -8,14 +8,23 @@ are parallel safe, so Sphinx would fall back to serial reading: ``sphinx_multito
 toctree collector's section numbering, which runs in the main process after reading) and
 ``sphinx_jupyterbook_latex`` (LaTeX-only transforms); both keep no per-document state, so they are declared
 safe here.
+
+The pages run in the Colab-like environment (``.venv-colab``, made by ``scripts/colab_env.sh``: Colab's versions
+of ipywidgets, IPython, numpy and matplotlib, and ``bncourse`` from its wheel), each in an empty temporary folder
+(``execute.run_in_temp``): the kernel named ``python3`` is that environment's Python (a kernel spec written to
+``_build/jupyter``, found first through ``JUPYTER_PATH``). So the build's one execution of every page is also
+the test that it runs as on Colab; ``$BNCOURSE_KERNEL_PYTHON`` names another environment's Python.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import jupyter_book.cli.main as jb
 import jupyter_book.sphinx as jb_sphinx
@@ -51,7 +60,36 @@ def create_execution_cache(source: str) -> None:
     get_cache(os.path.join(source, "_build", ".jupyter_cache")).list_cache_records()
 
 
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL_PYTHON = ROOT / ".venv-colab" / "bin" / "python"
+KERNEL_DIR = ROOT / "_build" / "jupyter"
+KERNEL_VAR = "BNCOURSE_KERNEL_PYTHON"
+
+
+def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR) -> Path:
+    """Make ``python3``, the kernel the pages name, run ``python``: write its kernel spec under ``jupyter_dir``
+    and put that folder first on ``JUPYTER_PATH``. Returns the spec's path."""
+    if not python.exists():
+        raise SystemExit(f"[build] no Python at {python}: run `bash scripts/colab_env.sh` (or set {KERNEL_VAR})")
+    check = "import bncourse, ipykernel, IPython, ipywidgets; print(ipywidgets.__version__, bncourse.__file__)"
+    jupyter_dir.mkdir(parents=True, exist_ok=True)  # an empty folder to check from: the checkout is not on its path
+    found = subprocess.run([str(python), "-c", check], capture_output=True, text=True, cwd=jupyter_dir)
+    if found.returncode:
+        why = (found.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"[build] the kernel's Python {python} cannot run the pages: {why}")
+    spec = jupyter_dir / "kernels" / "python3" / "kernel.json"
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    quiet = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}  # ipykernel 6's debugger warns about frozen modules otherwise
+    spec.write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python", "env": quiet}))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter_dir), os.environ.get("JUPYTER_PATH")) if p)
+    ipywidgets, where = found.stdout.split()
+    print(f"[build] pages run with {python} (ipywidgets {ipywidgets}, bncourse from {where})")
+    return spec
+
+
 def main(argv: list[str]) -> int:
+    use_kernel(Path(os.environ.get(KERNEL_VAR, KERNEL_PYTHON)))
     jobs = int(os.environ.get("BNCOURSE_BUILD_JOBS", os.cpu_count() or 1))
     if jobs > 1:
         create_execution_cache(next((a for a in argv if not a.startswith("-")), "."))

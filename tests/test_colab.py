@@ -1,18 +1,20 @@
 """Every notebook that Colab opens, run as a student runs it: in a Colab-like environment, from an empty folder.
 
-The environment (``scripts/colab_env.sh``, made by ``scripts/run_tests.sh``) has Colab's versions of the packages
+The environment (``scripts/colab_env.sh``, made by ``scripts/build_book.sh``) has Colab's versions of the packages
 the course touches (ipywidgets 7.7.1, IPython 7.34.0, numpy 2.1.3, matplotlib 3.10.0; torch at the project's CPU
-pin) and ``bncourse`` installed from a built wheel, never from this checkout. Each notebook is copied alone into
-an empty temporary folder (like Colab's ``/content``) and executed top to bottom with nbclient:
+pin) and ``bncourse`` installed from a built wheel, never from this checkout.
 
-- chapters: no error output, every panel displays a widget view, every stored result is found;
-- exercise student copies: the only errors are the exercises' own (the stub's ``NotImplementedError`` and the
-  checkers' hints); every other cell runs;
+- chapters: the book build executes each page once, and it does so with this environment's Python as the kernel,
+  each page in an empty temporary folder (``scripts/build_site.py``, ``execute.run_in_temp``); the build fails on
+  any error. The tests here check that it was so (the kernel spec the build wrote), and read the build's executed
+  notebooks: no error output, every panel displays a widget view, every stored result was found. The panels'
+  own tests also run in this environment, under ipywidgets 7.7.1.
+- exercise student copies: each is copied alone into an empty temporary folder (like Colab's ``/content``) and
+  executed top to bottom with nbclient; the only errors are the exercises' own (the stub's
+  ``NotImplementedError`` and the checkers' hints); every other cell runs.
 
-and afterwards the environment's ipywidgets is still the version it started with. This is the run that executes
-the chapters' notebooks in CI (the book build executes their MyST sources, under ipywidgets 8). Set
-``BNCOURSE_COLAB_PYTHON`` to another environment's python (e.g. one made with ``IPYWIDGETS=8.1.9``) to run the
-same suite against it.
+Set ``BNCOURSE_COLAB_PYTHON`` to another environment's python (e.g. one made with ``IPYWIDGETS=8.1.9``) to run
+the student copies and the panel tests against it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -35,6 +38,8 @@ BOOK = ROOT / "book"
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 STUDENT = sorted((BOOK / "exercises").glob("[0-9][0-9]_*.ipynb"))
 COLAB_PYTHON = Path(os.environ.get("BNCOURSE_COLAB_PYTHON", ROOT / ".venv-colab" / "bin" / "python"))
+EXECUTED = ROOT / "_build" / "jupyter_execute"  # the build's executed pages
+KERNEL_SPEC = ROOT / "_build" / "jupyter" / "kernels" / "python3" / "kernel.json"  # written by build_site.py
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 STUB_ERROR = "NotImplementedError"
 
@@ -100,25 +105,67 @@ def _errors(cell) -> list:
     return [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
 
 
-@pytest.mark.notebooks
-@pytest.mark.parametrize("notebook", _each(CHAPTERS))
-def test_chapter_runs_as_on_colab(notebook, tmp_path):
-    python = _colab_python()
-    before = _ipywidgets_version(python)
-    nb = _run(notebook, tmp_path, allow_errors=False)
+def _built() -> Path:
+    if not KERNEL_SPEC.exists():
+        pytest.fail(f"{KERNEL_SPEC} is missing: build the website first (bash scripts/build_book.sh)", pytrace=False)
+    return KERNEL_SPEC
+
+
+def _where(python: Path, cwd: Path) -> list[str]:
+    """ipywidgets' version and the file ``bncourse`` is imported from, as ``python`` sees them from ``cwd``."""
+    code = "import bncourse, ipywidgets; print(ipywidgets.__version__); print(bncourse.__file__)"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True, cwd=cwd)
+    return out.stdout.split()
+
+
+def test_the_build_ran_the_pages_in_the_colab_environment(tmp_path):
+    argv = json.loads(_built().read_text())["argv"]
+    assert Path(argv[0]) == COLAB_PYTHON.absolute(), f"the build's kernel is {argv[0]}, not {COLAB_PYTHON}"
+    version, package = _where(Path(argv[0]), tmp_path)
+    assert version == "7.7.1", f"the build's kernel has ipywidgets {version}"
+    checkout = (ROOT / "bncourse").resolve()
+    assert "site-packages" in package and Path(package).resolve().parent != checkout, f"bncourse from {package}"
+    config = (ROOT / "_config.yml").read_text()
+    assert re.search(r"^  run_in_temp: true", config, re.M), "the pages must run in an empty folder, as on Colab"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_as_the_build_ran_it(notebook):
+    """The chapter's executed notebook from the build: no errors, a widget view per panel, stored results found."""
+    _built()
+    executed = EXECUTED / notebook.relative_to(ROOT)
+    assert executed.exists(), f"{executed} is missing: the build did not execute {notebook.name}"
+    nb = nbformat.read(str(executed), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     errors = [(i, o["ename"], o["evalue"]) for i, c in enumerate(code) for o in _errors(c)]
     assert not errors, errors
-    panels = [c for c in code if "live_or_static(" in c.source]
+    colab = nbformat.read(str(notebook), as_version=4)
+    ran = {c.source for c in code}
+    skipped = [c.source[:60] for c in colab.cells if c.cell_type == "code" and c.source not in ran]
+    assert all("google.colab" in s for s in skipped), f"Colab's notebook has cells the build did not run: {skipped}"
+    panels = [c for c in code if re.search(r"^panels\.show\(", c.source, re.M)]
     for cell in panels:
         views = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]
         assert views, f"a panel cell shows no widget view: {cell.source[:80]!r}"
-        assert all("bncourse-static-view" not in o.get("data", {}).get("text/html", "") for o in views), (
-            "the static grid is drawn only when the book is built"
-        )
     missing = [c.source[:60] for c in code if "load_stored(" in c.source and "No stored" in _text(c)]
     assert not missing, f"stored results not found from an empty folder: {missing}"
-    assert _ipywidgets_version(python) == before, "running a notebook changed ipywidgets"
+
+
+PANEL_TESTS = ("tests/test_panels.py", "tests/test_widgets_errors.py")
+
+
+@pytest.mark.xdist_group("colab-panels")
+def test_panel_tests_pass_under_colabs_ipywidgets(tmp_path):
+    """The panels' tests, run by the Colab-like Python against the wheel (from an empty folder)."""
+    python = _colab_python()
+    version, package = _where(python, tmp_path)
+    assert "site-packages" in package, package
+    env = {k: v for k, v in os.environ.items() if k not in ("BNCOURSE_BOOK_BUILD", "PYTHONPATH")}
+    cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(ROOT / t) for t in PANEL_TESTS)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert re.search(r"\d+ passed", out.stdout) and " failed" not in out.stdout, out.stdout[-500:]
+    assert _ipywidgets_version(python) == version
 
 
 @pytest.mark.notebooks
@@ -167,3 +214,29 @@ def test_website_launches_this_notebook_and_hides_the_install_cell(notebook):
     want = f"/blob/main/{notebook.relative_to(ROOT).as_posix()}"
     assert links and all(link.endswith(want) for link in links), links
     assert "google.colab" not in html and "%pip install" not in html, "the install cell is on the website"
+
+
+def _build_site():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_site", ROOT / "scripts" / "build_site.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_use_kernel_names_the_python_that_runs_the_pages_and_refuses_one_that_cannot(tmp_path, monkeypatch):
+    build_site = _build_site()
+    monkeypatch.setenv("JUPYTER_PATH", "/elsewhere")
+    spec = build_site.use_kernel(_colab_python(), tmp_path / "jupyter")
+    assert json.loads(spec.read_text())["argv"][0] == str(_colab_python())
+    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(tmp_path / "jupyter"), "/elsewhere"]
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == str(_colab_python())
+    with pytest.raises(SystemExit, match="no Python at /nope: run `bash scripts/colab_env.sh`"):
+        build_site.use_kernel(Path("/nope"), tmp_path / "other")
+    bare = tmp_path / "bare"  # a Python without the package: named, with the import that failed
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    with pytest.raises(SystemExit, match="cannot run the pages: ModuleNotFoundError: No module named 'bncourse'"):
+        build_site.use_kernel(bare / "bin" / "python", tmp_path / "other")

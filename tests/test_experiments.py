@@ -101,16 +101,32 @@ def test_show_figure_replaces_the_output_and_closes_the_figure():
     assert len(out.outputs) <= 1, "each figure replaces the previous one"
 
 
-def test_glue_without_myst_nb_prints(monkeypatch, capsys):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_myst_nb(name, *args, **kwargs):
-        if name == "myst_nb":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
+def test_glue_prints_outside_the_book_build(monkeypatch, capsys):
+    monkeypatch.delenv("BNCOURSE_BOOK_BUILD", raising=False)
     glue("answer", 42)
     assert "answer = 42" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("display", [False, True])
+def test_glue_writes_the_record_myst_nb_reads(monkeypatch, display):
+    """In the book build, bncourse's glue displays exactly what ``myst_nb.glue`` displays, and MyST-NB finds it."""
+    import nbformat
+    from myst_nb.ext import glue as myst_glue
+
+    import bncourse.glue
+
+    shown = {}
+    for module, key in ((bncourse.glue, "ours"), (myst_glue, "myst")):
+        monkeypatch.setattr(module, "ipy_display", lambda data, key=key, **kw: shown.update({key: (data, kw)}))
+    monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "1")
+    glue("acc", 0.9125, display=display)
+    myst_glue.glue("acc", 0.9125, display=display)
+    assert shown["ours"] == shown["myst"]
+    data, kw = shown["ours"]
+    out = nbformat.v4.new_output("display_data", data=data, metadata=kw["metadata"])
+    cell = nbformat.v4.new_code_cell("glue('acc', 0.9125)", outputs=[out])
+    found = dict(myst_glue.extract_glue_data_cell(cell))
+    assert found["acc"]["data"]["text/plain"] == "0.9125"
+    monkeypatch.setenv("BNCOURSE_BOOK_BUILD", "0")
+    glue("acc", 1.0)
+    assert shown["ours"] == (data, kw), "outside the build nothing is displayed"
