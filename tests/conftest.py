@@ -32,13 +32,3 @@ def browser():
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """Under ``pytest -n 2 --dist loadgroup`` (scripts/run_tests.sh) a test file's tests stay on one worker, as
-    its module fixtures expect, except where a test names its own ``xdist_group`` (each notebook that
-    tests/test_colab.py runs is its own group, so the notebooks spread over the workers)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

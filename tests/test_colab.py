@@ -44,11 +44,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 STUB_ERROR = "NotImplementedError"
 
 
-def _each(notebooks):
-    """One xdist group per notebook, so that ``--dist loadgroup`` spreads the notebooks over the workers."""
-    return [pytest.param(p, id=p.name, marks=pytest.mark.xdist_group(f"colab-{p.stem}")) for p in notebooks]
-
-
 def _colab_python() -> Path:
     if not COLAB_PYTHON.exists():
         if os.environ.get("BNCOURSE_SKIP_COLAB") == "1":
@@ -154,7 +149,6 @@ def test_chapter_as_the_build_ran_it(notebook):
 PANEL_TESTS = ("tests/test_panels.py", "tests/test_widgets_errors.py")
 
 
-@pytest.mark.xdist_group("colab-panels")
 def test_panel_tests_pass_under_colabs_ipywidgets(tmp_path):
     """The panels' tests, run by the Colab-like Python against the wheel (from an empty folder)."""
     python = _colab_python()
@@ -169,7 +163,7 @@ def test_panel_tests_pass_under_colabs_ipywidgets(tmp_path):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("notebook", _each(STUDENT))
+@pytest.mark.parametrize("notebook", STUDENT, ids=lambda p: p.name)
 def test_student_copy_runs_as_on_colab(notebook, tmp_path):
     nb = _run(notebook, tmp_path, allow_errors=True)
     code = [c for c in nb.cells if c.cell_type == "code"]
