@@ -66,9 +66,22 @@ KERNEL_DIR = ROOT / "_build" / "jupyter"
 KERNEL_VAR = "BNCOURSE_KERNEL_PYTHON"
 
 
-def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR) -> Path:
+def stale_files(installed: Path, checkout: Path = ROOT / "bncourse") -> list[str]:
+    """The package's source files that differ between an installed copy and the checkout (or exist in one only)."""
+
+    def sources(root: Path) -> dict[str, bytes]:
+        files = [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in files if p.suffix in (".py", ".json", ".md")}
+
+    have, want = sources(installed), sources(checkout)
+    return sorted(name for name in have.keys() | want.keys() if have.get(name) != want.get(name))
+
+
+def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR, checkout: Path = ROOT / "bncourse") -> Path:
     """Make ``python3``, the kernel the pages name, run ``python``: write its kernel spec under ``jupyter_dir``
-    and put that folder first on ``JUPYTER_PATH``. Returns the spec's path."""
+    and put that folder first on ``JUPYTER_PATH``. Refuses a Python that cannot import ``bncourse``, or whose
+    installed ``bncourse`` is not the ``checkout``'s (a wheel built before the last edit). Returns the spec's
+    path."""
     if not python.exists():
         raise SystemExit(f"[build] no Python at {python}: run `bash scripts/colab_env.sh` (or set {KERNEL_VAR})")
     check = "import bncourse, ipykernel, IPython, ipywidgets; print(ipywidgets.__version__, bncourse.__file__)"
@@ -77,13 +90,20 @@ def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR) -> Path:
     if found.returncode:
         why = (found.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"[build] the kernel's Python {python} cannot run the pages: {why}")
+    ipywidgets, where = found.stdout.split()
+    stale = stale_files(Path(where).parent, checkout)
+    if stale:
+        more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        raise SystemExit(
+            f"[build] the kernel's bncourse ({Path(where).parent}) is not the checkout's: {', '.join(stale[:3])}"
+            f"{more} differ; run `bash scripts/colab_env.sh` to install a fresh wheel"
+        )
     spec = jupyter_dir / "kernels" / "python3" / "kernel.json"
     spec.parent.mkdir(parents=True, exist_ok=True)
     argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     quiet = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}  # ipykernel 6's debugger warns about frozen modules otherwise
     spec.write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python", "env": quiet}))
     os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter_dir), os.environ.get("JUPYTER_PATH")) if p)
-    ipywidgets, where = found.stdout.split()
     print(f"[build] pages run with {python} (ipywidgets {ipywidgets}, bncourse from {where})")
     return spec
 

@@ -234,3 +234,15 @@ def test_use_kernel_names_the_python_that_runs_the_pages_and_refuses_one_that_ca
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
     with pytest.raises(SystemExit, match="cannot run the pages: ModuleNotFoundError: No module named 'bncourse'"):
         build_site.use_kernel(bare / "bin" / "python", tmp_path / "other")
+
+
+def test_use_kernel_refuses_a_wheel_older_than_the_checkout(tmp_path):
+    """After an edit to the package, the build does not run the pages with the old wheel: it names the file."""
+    build_site = _build_site()
+    checkout = tmp_path / "bncourse"
+    shutil.copytree(ROOT / "bncourse", checkout, ignore=shutil.ignore_patterns("__pycache__"))
+    assert build_site.use_kernel(_colab_python(), tmp_path / "jupyter", checkout).exists()
+    (checkout / "glue.py").write_text((checkout / "glue.py").read_text() + "\n# edited\n")
+    (checkout / "new_module.py").write_text("")
+    with pytest.raises(SystemExit, match=r"not the checkout's: glue\.py, new_module\.py differ; run `bash scri"):
+        build_site.use_kernel(_colab_python(), tmp_path / "jupyter", checkout)
