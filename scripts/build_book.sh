@@ -14,15 +14,17 @@ start=$(date +%s)
 colab_log=$(mktemp)
 bash scripts/colab_env.sh >"$colab_log" 2>&1 &
 colab_pid=$!
+# on any exit: stop the Colab-like setup if it still runs (setup.sh failed), show its log, remove it
+trap 'kill "$colab_pid" 2>/dev/null || true; [ -s "$colab_log" ] && cat "$colab_log"; rm -f "$colab_log"' EXIT
 bash scripts/setup.sh "$@"
 if ! wait "$colab_pid"; then
-  cat "$colab_log"
   echo "[colab-env] failed" >&2
   exit 1
 fi
-cat "$colab_log"
-rm -f "$colab_log"
+cat "$colab_log" && : >"$colab_log"
 built=$(date +%s)
 echo "[setup] both environments ready in $(( built - start )) s"
 BNCOURSE_BOOK_BUILD=1 .venv/bin/python scripts/build_site.py . -W -n --keep-going
-echo "[build] _build/html built in $(( $(date +%s) - built )) s"
+seconds=$(( $(date +%s) - built ))
+echo "$seconds" > _build/build_seconds.txt  # scripts/run_tests.sh prints it with the other phases
+echo "[build] _build/html built in $seconds s"

@@ -13,15 +13,19 @@ The pages run in the Colab-like environment (``.venv-colab``, made by ``scripts/
 of ipywidgets, IPython, numpy and matplotlib, and ``bncourse`` from its wheel), each in an empty temporary folder
 (``execute.run_in_temp``): the kernel named ``python3`` is that environment's Python (a kernel spec written to
 ``_build/jupyter``, found first through ``JUPYTER_PATH``). So the build's one execution of every page is also
-the test that it runs as on Colab; ``$BNCOURSE_KERNEL_PYTHON`` names another environment's Python.
+the test that it runs as on Colab; ``$BNCOURSE_COLAB_PYTHON`` names another environment's Python. When that
+environment changes (another Python, other package versions), the execution cache is cleared, so no page keeps
+outputs made by another environment.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +67,7 @@ def create_execution_cache(source: str) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL_PYTHON = ROOT / ".venv-colab" / "bin" / "python"
 KERNEL_DIR = ROOT / "_build" / "jupyter"
-KERNEL_VAR = "BNCOURSE_KERNEL_PYTHON"
+KERNEL_VAR = "BNCOURSE_COLAB_PYTHON"  # also the Python tests/test_colab.py uses
 
 
 def stale_files(installed: Path, checkout: Path = ROOT / "bncourse") -> list[str]:
@@ -77,20 +81,29 @@ def stale_files(installed: Path, checkout: Path = ROOT / "bncourse") -> list[str
     return sorted(name for name in have.keys() | want.keys() if have.get(name) != want.get(name))
 
 
-def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR, checkout: Path = ROOT / "bncourse") -> Path:
+def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR, checkout: Path = ROOT / "bncourse") -> tuple[Path, str]:
     """Make ``python3``, the kernel the pages name, run ``python``: write its kernel spec under ``jupyter_dir``
-    and put that folder first on ``JUPYTER_PATH``. Refuses a Python that cannot import ``bncourse``, or whose
-    installed ``bncourse`` is not the ``checkout``'s (a wheel built before the last edit). Returns the spec's
-    path."""
+    (put that folder first on ``JUPYTER_PATH`` to use it). Refuses a Python that cannot import ``bncourse``, or
+    whose installed ``bncourse`` is not the ``checkout``'s (a wheel built before the last edit).
+
+    Returns:
+        The spec's path, and a line naming the environment (its Python and package versions).
+    """
+    python = python.absolute()  # not resolve(): a venv's python is a link out of the venv
     if not python.exists():
         raise SystemExit(f"[build] no Python at {python}: run `bash scripts/colab_env.sh` (or set {KERNEL_VAR})")
-    check = "import bncourse, ipykernel, IPython, ipywidgets; print(ipywidgets.__version__, bncourse.__file__)"
+    check = (
+        "import bncourse, ipykernel, IPython, ipywidgets, matplotlib, numpy, torch; "
+        "print(bncourse.__file__); "
+        "print(f'ipywidgets {ipywidgets.__version__}, IPython {IPython.__version__}, numpy {numpy.__version__}, '"
+        "f'matplotlib {matplotlib.__version__}, torch {torch.__version__}')"
+    )
     jupyter_dir.mkdir(parents=True, exist_ok=True)  # an empty folder to check from: the checkout is not on its path
     found = subprocess.run([str(python), "-c", check], capture_output=True, text=True, cwd=jupyter_dir)
     if found.returncode:
         why = (found.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"[build] the kernel's Python {python} cannot run the pages: {why}")
-    ipywidgets, where = found.stdout.split()
+    where, versions = found.stdout.strip().splitlines()
     stale = stale_files(Path(where).parent, checkout)
     if stale:
         more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
@@ -103,13 +116,59 @@ def use_kernel(python: Path, jupyter_dir: Path = KERNEL_DIR, checkout: Path = RO
     argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     quiet = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}  # ipykernel 6's debugger warns about frozen modules otherwise
     spec.write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python", "env": quiet}))
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(jupyter_dir), os.environ.get("JUPYTER_PATH")) if p)
-    print(f"[build] pages run with {python} (ipywidgets {ipywidgets}, bncourse from {where})")
-    return spec
+    return spec, f"{python} ({versions}; bncourse from {where})"
+
+
+def forget_other_environments(environment: str, build: Path = ROOT / "_build") -> bool:
+    """Clear the execution cache (and Sphinx's record of read pages) if the pages last ran in another
+    environment than ``environment``; remember this one. Returns whether anything was cleared."""
+    stamp = build / "jupyter" / "environment.txt"
+    cleared = False
+    if stamp.exists() and stamp.read_text() != environment:
+        for folder in (build / ".jupyter_cache", build / ".doctrees", build / "jupyter_execute"):
+            shutil.rmtree(folder, ignore_errors=True)
+        cleared = True
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(environment)
+    return cleared
+
+
+# a kernel that died while starting, before any cell ran: two pages' kernels starting at the same moment can
+# be handed the same free port (jupyter_client picks ports before the kernel binds them)
+KERNEL_START_FAILED = ("Kernel died before replying to kernel_info", "Address already in use")
+
+
+def retry_kernel_start(execute, attempts: int = 3):
+    """Wrap jupyter-cache's ``single_nb_execution`` so that a page whose kernel failed to start (and so ran no
+    cell) is executed again, up to ``attempts`` times; any other error is returned at once."""
+
+    @functools.wraps(execute)
+    def run(nb, *args, **kwargs):
+        pristine = copy.deepcopy(nb)
+        for attempt in range(1, attempts + 1):
+            result = execute(nb, *args, **kwargs)
+            why = f"{result.err!r} {result.exc_string or ''}" if result.err is not None else ""
+            ran = any(c.get("execution_count") for c in nb.get("cells", []))
+            if not why or ran or attempt == attempts or not any(m in why for m in KERNEL_START_FAILED):
+                return result
+            print(f"[build] a kernel did not start ({type(result.err).__name__}); running the page again")
+            nb.clear()
+            nb.update(copy.deepcopy(pristine))
+        return result
+
+    return run
 
 
 def main(argv: list[str]) -> int:
-    use_kernel(Path(os.environ.get(KERNEL_VAR, KERNEL_PYTHON)))
+    os.environ.setdefault("BNCOURSE_BOOK_BUILD", "1")  # glue's records and the panels' static grids
+    import myst_nb.core.execute.cache as mystnb_cache  # the reading processes are forked: they inherit this
+
+    mystnb_cache.single_nb_execution = retry_kernel_start(mystnb_cache.single_nb_execution)
+    spec, environment = use_kernel(Path(os.environ.get(KERNEL_VAR, KERNEL_PYTHON)))
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(spec.parents[2]), os.environ.get("JUPYTER_PATH")) if p)
+    print(f"[build] pages run with {environment}")
+    if forget_other_environments(environment):
+        print("[build] the pages last ran in another environment: execution cache cleared")
     jobs = int(os.environ.get("BNCOURSE_BUILD_JOBS", os.cpu_count() or 1))
     if jobs > 1:
         create_execution_cache(next((a for a in argv if not a.startswith("-")), "."))

@@ -7,8 +7,11 @@ pin) and ``bncourse`` installed from a built wheel, never from this checkout.
 - chapters: the book build executes each page once, and it does so with this environment's Python as the kernel,
   each page in an empty temporary folder (``scripts/build_site.py``, ``execute.run_in_temp``); the build fails on
   any error. The tests here check that it was so (the kernel spec the build wrote), and read the build's executed
-  notebooks: no error output, every panel displays a widget view, every stored result was found. The panels'
-  own tests also run in this environment, under ipywidgets 7.7.1.
+  notebooks: no error output, every panel displays a widget view made by this environment's ipywidgets, every
+  stored result was found. The panels' own tests also run in this environment, under ipywidgets 7.7.1. In the
+  build, ``glue`` records values and panels add their static grids; the two branches that only Colab takes
+  (``glue`` printing, ``panels.show`` without a grid) are unit-tested (tests/test_experiments.py,
+  tests/test_panels.py, the latter here too).
 - exercise student copies: each is copied alone into an empty temporary folder (like Colab's ``/content``) and
   executed top to bottom with nbclient; the only errors are the exercises' own (the stub's
   ``NotImplementedError`` and the checkers' hints); every other cell runs.
@@ -117,16 +120,41 @@ def test_the_build_ran_the_pages_in_the_colab_environment(tmp_path):
     argv = json.loads(_built().read_text())["argv"]
     assert Path(argv[0]) == COLAB_PYTHON.absolute(), f"the build's kernel is {argv[0]}, not {COLAB_PYTHON}"
     version, package = _where(Path(argv[0]), tmp_path)
-    assert version == "7.7.1", f"the build's kernel has ipywidgets {version}"
+    assert version == _expected_ipywidgets(), f"the build's kernel has ipywidgets {version}"
     checkout = (ROOT / "bncourse").resolve()
     assert "site-packages" in package and Path(package).resolve().parent != checkout, f"bncourse from {package}"
     config = (ROOT / "_config.yml").read_text()
     assert re.search(r"^  run_in_temp: true", config, re.M), "the pages must run in an empty folder, as on Colab"
 
 
+def _expected_ipywidgets() -> str:
+    """Colab's 7.7.1 for the default environment; another one (``BNCOURSE_COLAB_PYTHON``) has its own."""
+    default = COLAB_PYTHON.absolute() == (ROOT / ".venv-colab" / "bin" / "python").absolute()
+    return "7.7.1" if default else _ipywidgets_version(_colab_python())
+
+
+PANEL_CELL = re.compile(r"^(panels\.)?show\(", re.M)  # a chapter shows a panel with panels.show(panel, ...)
+NOT_FOUND = re.compile(r"\bnot? stored\b", re.I)  # what a chapter prints when a stored result is missing
+CONTROLS = {"7": "1.5.0", "8": "2.0.0"}  # the widget models' version that each ipywidgets major writes
+
+
+def _panel_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code" and PANEL_CELL.search(c.source)]
+
+
+def test_every_panel_builder_is_shown_in_a_chapter():
+    shown = [c.source for p in CHAPTERS for c in _panel_cells(nbformat.read(str(p), as_version=4))]
+    from bncourse import panels
+
+    builders = [name for name in panels.__all__ if name.endswith("_panel")]
+    missing = [b for b in builders if f"{b}(" not in "\n".join(shown)]
+    assert len(builders) >= 7 and not missing, f"panels that no chapter's panel cell shows: {missing}"
+
+
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_as_the_build_ran_it(notebook):
-    """The chapter's executed notebook from the build: no errors, a widget view per panel, stored results found."""
+    """The chapter's executed notebook from the build: no errors, a widget view per panel (made by the Colab-like
+    ipywidgets), stored results found."""
     _built()
     executed = EXECUTED / notebook.relative_to(ROOT)
     assert executed.exists(), f"{executed} is missing: the build did not execute {notebook.name}"
@@ -138,11 +166,18 @@ def test_chapter_as_the_build_ran_it(notebook):
     ran = {c.source for c in code}
     skipped = [c.source[:60] for c in colab.cells if c.cell_type == "code" and c.source not in ran]
     assert all("google.colab" in s for s in skipped), f"Colab's notebook has cells the build did not run: {skipped}"
-    panels = [c for c in code if re.search(r"^panels\.show\(", c.source, re.M)]
+    panels = _panel_cells(nb)
+    assert len(panels) == len(_panel_cells(colab)), "the build ran another number of panel cells than Colab's"
     for cell in panels:
         views = [o for o in cell.outputs if WIDGET_VIEW in o.get("data", {})]
         assert views, f"a panel cell shows no widget view: {cell.source[:80]!r}"
-    missing = [c.source[:60] for c in code if "load_stored(" in c.source and "No stored" in _text(c)]
+    if panels:  # the widgets were made by the kernel's ipywidgets: the models carry its version
+        state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+        versions = {
+            m["model_module_version"] for m in state.values() if m["model_module"] == "@jupyter-widgets/controls"
+        }
+        assert versions == {CONTROLS[_expected_ipywidgets().split(".")[0]]}, versions
+    missing = [c.source[:60] for c in code if NOT_FOUND.search(_text(c))]
     assert not missing, f"stored results not found from an empty folder: {missing}"
 
 
@@ -154,6 +189,10 @@ def test_panel_tests_pass_under_colabs_ipywidgets(tmp_path):
     python = _colab_python()
     version, package = _where(python, tmp_path)
     assert "site-packages" in package, package
+    stale = _build_site().stale_files(Path(package).parent)
+    assert not stale, (
+        f"the Colab-like environment's bncourse is older than the checkout ({stale[:3]}): run colab_env.sh"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("BNCOURSE_BOOK_BUILD", "PYTHONPATH")}
     cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *(str(ROOT / t) for t in PANEL_TESTS)]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
@@ -221,13 +260,15 @@ def _build_site():
 
 def test_use_kernel_names_the_python_that_runs_the_pages_and_refuses_one_that_cannot(tmp_path, monkeypatch):
     build_site = _build_site()
-    monkeypatch.setenv("JUPYTER_PATH", "/elsewhere")
-    spec = build_site.use_kernel(_colab_python(), tmp_path / "jupyter")
-    assert json.loads(spec.read_text())["argv"][0] == str(_colab_python())
-    assert os.environ["JUPYTER_PATH"].split(os.pathsep) == [str(tmp_path / "jupyter"), "/elsewhere"]
+    monkeypatch.chdir(ROOT)
+    relative = _colab_python().absolute().relative_to(ROOT)  # a relative path works from anywhere
+    spec, environment = build_site.use_kernel(relative, tmp_path / "jupyter")
+    assert json.loads(spec.read_text())["argv"][0] == str(_colab_python().absolute())
+    assert f"ipywidgets {_expected_ipywidgets()}, IPython " in environment and "site-packages" in environment
+    monkeypatch.setenv("JUPYTER_PATH", str(spec.parents[2]))
     from jupyter_client.kernelspec import KernelSpecManager
 
-    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == str(_colab_python())
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == str(_colab_python().absolute())
     with pytest.raises(SystemExit, match="no Python at /nope: run `bash scripts/colab_env.sh`"):
         build_site.use_kernel(Path("/nope"), tmp_path / "other")
     bare = tmp_path / "bare"  # a Python without the package: named, with the import that failed
@@ -241,8 +282,61 @@ def test_use_kernel_refuses_a_wheel_older_than_the_checkout(tmp_path):
     build_site = _build_site()
     checkout = tmp_path / "bncourse"
     shutil.copytree(ROOT / "bncourse", checkout, ignore=shutil.ignore_patterns("__pycache__"))
-    assert build_site.use_kernel(_colab_python(), tmp_path / "jupyter", checkout).exists()
+    assert build_site.use_kernel(_colab_python(), tmp_path / "jupyter", checkout)[0].exists()
     (checkout / "glue.py").write_text((checkout / "glue.py").read_text() + "\n# edited\n")
     (checkout / "new_module.py").write_text("")
     with pytest.raises(SystemExit, match=r"not the checkout's: glue\.py, new_module\.py differ; run `bash scri"):
         build_site.use_kernel(_colab_python(), tmp_path / "jupyter", checkout)
+
+
+def test_a_page_whose_kernel_did_not_start_runs_again_and_a_cell_error_does_not():
+    from jupyter_cache.executors.utils import ExecutionResult
+
+    build_site = _build_site()
+    calls, outcomes = [], []
+
+    def execute(nb, cwd, **kwargs):
+        cell = nb.cells[0]
+        calls.append(len(cell.outputs))  # what the previous run left behind
+        cell.outputs.append(nbformat.v4.new_output("stream", text="partial"))
+        outcome = outcomes.pop(0)
+        if outcome == "ok" or outcome.startswith("ran: "):
+            cell.execution_count = 1
+        if outcome == "ok":
+            return ExecutionResult(nb, cwd, 1.0)
+        return ExecutionResult(nb, cwd, 0.0, RuntimeError(outcome.removeprefix("ran: ")), "")
+
+    def page():
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+
+    run = build_site.retry_kernel_start(execute)
+    outcomes[:] = ["Kernel died before replying to kernel_info", "ok"]
+    nb = page()
+    assert run(nb, "/tmp").err is None and calls == [0, 0], "run again, from the page as it was"
+    assert len(nb.cells[0].outputs) == 1
+    calls.clear()
+    outcomes[:] = ["ran: ValueError", "ok"]  # a cell's error: no second run
+    assert str(run(page(), "/tmp").err) == "ValueError" and calls == [0]
+    calls.clear()
+    outcomes[:] = ["ran: Kernel died before replying to kernel_info", "ok"]  # died after a cell ran: no rerun
+    assert "Kernel died" in str(run(page(), "/tmp").err) and calls == [0]
+    calls.clear()
+    outcomes[:] = ["Address already in use"] * 3 + ["ok"]  # at most three runs
+    assert "Address already in use" in str(run(page(), "/tmp").err) and calls == [0, 0, 0]
+
+
+def test_the_execution_cache_is_cleared_when_the_environment_changes(tmp_path):
+    build_site = _build_site()
+    build = tmp_path / "_build"
+    cached = [
+        build / ".jupyter_cache" / "global.db",
+        build / ".doctrees" / "x.doctree",
+        build / "jupyter_execute" / "a",
+    ]
+    for path in cached:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    assert not build_site.forget_other_environments("env A", build), "nothing to compare with yet"
+    assert not build_site.forget_other_environments("env A", build) and all(p.exists() for p in cached)
+    assert build_site.forget_other_environments("env B", build) and not any(p.exists() for p in cached)
+    assert (build / "html").exists() is False and (build / "jupyter" / "environment.txt").read_text() == "env B"

@@ -32,7 +32,7 @@ SOURCE = Path(
 ).resolve()
 BUILD_HINT = (
     f"no built website at {SITE}: build the book first, from the repository root:\n"
-    "    scripts/vendor_assets.sh && jupyter-book build . -W -n --keep-going\n"
+    "    bash scripts/build_book.sh\n"
     "(or point BNCOURSE_SITE at a built _build/html)"
 )
 
@@ -41,7 +41,7 @@ GENERATED_PAGES = {"genindex.html", "search.html", "py-modindex.html"}
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "jupyter_execute"}
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"  # a widget shown as a live view (not a static view)
-# Rendered widgets (ipywidgets 8 controls) that html-manager inserts before each view script.
+# Rendered widgets that html-manager (which reads ipywidgets 7 and 8 state) inserts before each view script.
 WIDGET_SELECTOR = ".widget-subarea .jupyter-widgets, .jupyter-widgets.widget-slider, .widget-inline-hbox"
 TEX_LEFT_OVER = re.compile(
     r"\\(frac|sqrt|sum|prod|hat|bar|mu|sigma|gamma|beta|epsilon|varepsilon|partial|mathbf|mathrm|"
