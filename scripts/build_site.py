@@ -140,21 +140,28 @@ KERNEL_START_FAILED = ("Kernel died before replying to kernel_info", "Address al
 
 def retry_kernel_start(execute, attempts: int = 3):
     """Wrap jupyter-cache's ``single_nb_execution`` so that a page whose kernel failed to start (and so ran no
-    cell) is executed again, up to ``attempts`` times; any other error is returned at once."""
+    cell) is executed again, up to ``attempts`` times. The failure comes as an exception (nbclient's
+    ``RuntimeError``) or as the result's error; any other error, or one after a cell ran, is passed on at once."""
 
     @functools.wraps(execute)
     def run(nb, *args, **kwargs):
         pristine = copy.deepcopy(nb)
         for attempt in range(1, attempts + 1):
-            result = execute(nb, *args, **kwargs)
-            why = f"{result.err!r} {result.exc_string or ''}" if result.err is not None else ""
+            try:
+                result = execute(nb, *args, **kwargs)
+                failure, why = None, f"{result.err!r} {result.exc_string or ''}" if result.err is not None else ""
+            except Exception as err:  # noqa: BLE001 - passed on below unless it is a failed start
+                result, failure, why = None, err, repr(err)
             ran = any(c.get("execution_count") for c in nb.get("cells", []))
-            if not why or ran or attempt == attempts or not any(m in why for m in KERNEL_START_FAILED):
+            start_failed = bool(why) and not ran and any(m in why for m in KERNEL_START_FAILED)
+            if not start_failed or attempt == attempts:
+                if failure is not None:
+                    raise failure
                 return result
-            print(f"[build] a kernel did not start ({type(result.err).__name__}); running the page again")
+            print(f"[build] a kernel did not start ({why.strip()[:80]}); running the page again")
             nb.clear()
             nb.update(copy.deepcopy(pristine))
-        return result
+        raise AssertionError("unreachable")
 
     return run
 

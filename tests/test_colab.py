@@ -300,6 +300,8 @@ def test_a_page_whose_kernel_did_not_start_runs_again_and_a_cell_error_does_not(
         calls.append(len(cell.outputs))  # what the previous run left behind
         cell.outputs.append(nbformat.v4.new_output("stream", text="partial"))
         outcome = outcomes.pop(0)
+        if outcome.startswith("raise: "):
+            raise RuntimeError(outcome.removeprefix("raise: "))
         if outcome == "ok" or outcome.startswith("ran: "):
             cell.execution_count = 1
         if outcome == "ok":
@@ -323,6 +325,19 @@ def test_a_page_whose_kernel_did_not_start_runs_again_and_a_cell_error_does_not(
     calls.clear()
     outcomes[:] = ["Address already in use"] * 3 + ["ok"]  # at most three runs
     assert "Address already in use" in str(run(page(), "/tmp").err) and calls == [0, 0, 0]
+    calls.clear()
+    outcomes[:] = ["raise: Kernel died before replying to kernel_info", "ok"]  # nbclient raises it
+    assert run(page(), "/tmp").err is None and calls == [0, 0]
+    calls.clear()
+    outcomes[:] = ["raise: Kernel died before replying to kernel_info"] * 3
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        run(page(), "/tmp")
+    assert calls == [0, 0, 0]
+    calls.clear()
+    outcomes[:] = ["raise: disk full", "ok"]  # any other exception: at once
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(page(), "/tmp")
+    assert calls == [0]
 
 
 def test_the_execution_cache_is_cleared_when_the_environment_changes(tmp_path):
