@@ -145,6 +145,7 @@ def pytest_runtest_logreport(report) -> None:
     entry = {
         "nodeid": report.nodeid,
         "outcome": report.outcome,
+        "when": report.when,  # "setup": the cell never ran (e.g. the kernel did not start)
         "xfail": hasattr(report, "wasxfail"),
         "died": bool(_DIED),  # a kernel died while this cell ran
         "longrepr": str(report.longrepr or "")[-20000:],

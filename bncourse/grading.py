@@ -62,6 +62,10 @@ __all__ = [
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 STUB = 'raise NotImplementedError("write your solution here")'
 KERNEL_NAME = "bncourse-grader"
+# a kernel that never started (before any cell of the submission ran): the grader's trouble, never the student's;
+# e.g. two kernels starting at once handed the same free port
+KERNEL_START_FAILED = ("Kernel died before replying to kernel_info", "Address already in use", "Kernel didn't respond")
+START_ATTEMPTS = 3
 MARK = "BNCOURSE_GRADER_HINT:"
 _EXERCISE = re.compile(r"```\{exercise\}\s*(?P<title>[^\n]*)\n(?P<opts>(?::[^\n]*\n)*)")
 _LABEL = re.compile(r":label:\s*(\S+)")
@@ -861,6 +865,18 @@ def find_submissions(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
+NOT_STARTED = "the grader's kernel did not start, so nothing of this submission ran (not its fault): grade it again"
+
+
+def kernel_did_not_start(nb_path: Path, entries: list[dict]) -> bool:
+    """Whether the grader's log ``entries`` say that the kernel for the notebook ``nb_path`` failed to start:
+    every one of its cells failed in setup (none ran) with a kernel-start failure."""
+    mine = [e for e in entries if Path(e.get("nodeid", "").split("::")[0]).parent.name == nb_path.parent.name]
+    return bool(mine) and all(
+        e.get("when") == "setup" and any(m in e.get("longrepr", "") for m in KERNEL_START_FAILED) for e in mine
+    )
+
+
 def grade_many(
     assignment: str | Path | Assignment,
     submissions: Sequence[str | Path],
@@ -906,20 +922,30 @@ def grade_many(
             t0 = time.perf_counter()
             return ks, _run_batch([preps[k] for k in ks], root, opts, str(idx), preload), time.perf_counter() - t0
 
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            futures = [pool.submit(work, i, ks) for i, ks in enumerate(batches)]
-            for fut in as_completed(futures):
-                ks, entries, seconds = fut.result()
-                for k in ks:
-                    pr = preps[k]
-                    try:
-                        res = _results(assignment, pr, entries, opts)
-                        results[k] = SubmissionResult(pr.student, pr.path, res, seconds=seconds / len(ks))
-                    except Exception as e:  # noqa: BLE001 - one bad row must not abort the class
-                        results[k] = SubmissionResult(pr.student, pr.path, error=f"grader error: {e}")
-                if bar is not None:
-                    bar.update(len(ks))
+        for attempt in range(1, START_ATTEMPTS + 1):
+            again = []  # submissions whose kernel did not start: graded again in a new run
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                futures = [pool.submit(work, f"{attempt}-{i}", ks) for i, ks in enumerate(batches)]
+                for fut in as_completed(futures):
+                    ks, entries, seconds = fut.result()
+                    for k in ks:
+                        pr = preps[k]
+                        if kernel_did_not_start(pr.nb_path, entries):
+                            again.append(k)
+                            results[k] = SubmissionResult(pr.student, pr.path, error=NOT_STARTED)
+                            continue
+                        try:
+                            res = _results(assignment, pr, entries, opts)
+                            results[k] = SubmissionResult(pr.student, pr.path, res, seconds=seconds / len(ks))
+                        except Exception as e:  # noqa: BLE001 - one bad row must not abort the class
+                            results[k] = SubmissionResult(pr.student, pr.path, error=f"grader error: {e}")
+                        if bar is not None:
+                            bar.update(1)
+            if not again:
+                break
+            batches = [again[i : i + max(1, batch)] for i in range(0, len(again), max(1, batch))]
         if bar is not None:
+            bar.update(len(again))  # those whose kernel never started: their rows say so
             bar.close()
     return [r for r in results if r is not None]
 

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -21,6 +22,8 @@ from test_instructor import refused as _refused  # the one CLI-refusal check
 from bncourse.grading import (
     BEGIN,
     END,
+    NOT_STARTED,
+    START_ATTEMPTS,
     GradeOptions,
     check_markers,
     grade,
@@ -523,3 +526,47 @@ def test_check_markers_and_read_notebook(tmp_path):
         read_notebook(tmp_path / "bad.ipynb")
     with pytest.raises(ValueError, match="not a regular file"):
         read_notebook(tmp_path)
+
+
+# A kernel that fails to start while a counter file is below its limit, then starts as ipykernel does: the
+# grader's trouble (two kernels handed one port), which must never cost a student points.
+FLAKY_KERNEL = """
+import os, sys
+counter, limit = sys.argv[1], int(sys.argv[2])
+n = int(open(counter).read()) if os.path.exists(counter) else 0
+open(counter, "w").write(str(n + 1))
+if n < limit:
+    sys.exit(3)
+os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", "-f", sys.argv[3]])
+"""
+
+
+def _flaky_kernel(monkeypatch, tmp_path, failures: int) -> Path:
+    import bncourse.grading as grading
+
+    real, counter = grading._kernelspec, tmp_path / "starts"
+
+    def spec(root, fork_server):
+        out = real(root, fork_server)
+        path = out / "kernels" / grading.KERNEL_NAME / "kernel.json"
+        data = json.loads(path.read_text())
+        data["argv"] = [sys.executable, "-c", FLAKY_KERNEL, str(counter), str(failures), "{connection_file}"]
+        path.write_text(json.dumps(data))
+        return out
+
+    monkeypatch.setattr(grading, "_kernelspec", spec)
+    return counter
+
+
+def test_a_kernel_that_did_not_start_is_started_again_and_never_costs_points(monkeypatch, tmp_path):
+    counter = _flaky_kernel(monkeypatch, tmp_path, failures=1)
+    [row] = grade_many(ASSIGNMENT, [SOLUTION], options=GradeOptions(timeout=120))
+    assert not row.error and [r.points for r in row.results] == ALL, row
+    assert counter.read_text() == "2", "one failed start, then one that worked"
+
+
+def test_a_kernel_that_never_starts_is_the_graders_error_not_zero_points(monkeypatch, tmp_path):
+    counter = _flaky_kernel(monkeypatch, tmp_path, failures=99)
+    [row] = grade_many(ASSIGNMENT, [SOLUTION], options=GradeOptions(timeout=120))
+    assert row.error == NOT_STARTED and not row.results, row
+    assert counter.read_text() == str(START_ATTEMPTS)
