@@ -73,16 +73,22 @@ def _run(notebook: Path, tmp_path: Path, allow_errors: bool):
     work = tmp_path / "content"  # like Colab's /content: nothing of the repository is here
     work.mkdir()
     shutil.copy(notebook, work / notebook.name)
-    nb = nbformat.read(str(work / notebook.name), as_version=4)
     env = {k: v for k, v in os.environ.items() if k not in ("BNCOURSE_BOOK_BUILD", "PYTHONPATH")}
     env.update(JUPYTER_PATH=str(tmp_path / "jupyter"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     old = dict(os.environ)
     os.environ.clear()
     os.environ.update(env)
     try:
-        client = NotebookClient(nb, kernel_name="colab", timeout=600, allow_errors=allow_errors,
-                                resources={"metadata": {"path": str(work)}})  # fmt: skip
-        client.execute()
+        for attempt in (1, 2, 3):  # a kernel that did not start (two handed one port) is the machine's hiccup
+            nb = nbformat.read(str(work / notebook.name), as_version=4)
+            client = NotebookClient(nb, kernel_name="colab", timeout=600, allow_errors=allow_errors,
+                                    resources={"metadata": {"path": str(work)}})  # fmt: skip
+            try:
+                client.execute()
+                break
+            except RuntimeError as err:
+                if "Kernel died before replying to kernel_info" not in str(err) or attempt == 3:
+                    raise
     finally:
         os.environ.clear()
         os.environ.update(old)
