@@ -52,6 +52,8 @@ __all__ = [
     "grade_many",
     "check_markers",
     "load_assignment",
+    "kernel_did_not_start",
+    "kernel_start_failed",
     "read_notebook",
     "scan_code",
     "solution_blocks",
@@ -65,6 +67,13 @@ KERNEL_NAME = "bncourse-grader"
 # a kernel that never started (before any cell of the submission ran): the grader's trouble, never the student's;
 # e.g. two kernels starting at once handed the same free port
 KERNEL_START_FAILED = ("Kernel died before replying to kernel_info", "Address already in use", "Kernel didn't respond")
+
+
+def kernel_start_failed(text: str) -> bool:
+    """Whether an error's text says a kernel failed to start (also used by the book build and the Colab tests)."""
+    return any(m in text for m in KERNEL_START_FAILED)
+
+
 START_ATTEMPTS = 3
 MARK = "BNCOURSE_GRADER_HINT:"
 _EXERCISE = re.compile(r"```\{exercise\}\s*(?P<title>[^\n]*)\n(?P<opts>(?::[^\n]*\n)*)")
@@ -872,9 +881,7 @@ def kernel_did_not_start(nb_path: Path, entries: list[dict]) -> bool:
     """Whether the grader's log ``entries`` say that the kernel for the notebook ``nb_path`` failed to start:
     every one of its cells failed in setup (none ran) with a kernel-start failure."""
     mine = [e for e in entries if Path(e.get("nodeid", "").split("::")[0]).parent.name == nb_path.parent.name]
-    return bool(mine) and all(
-        e.get("when") == "setup" and any(m in e.get("longrepr", "") for m in KERNEL_START_FAILED) for e in mine
-    )
+    return bool(mine) and all(e.get("when") == "setup" and kernel_start_failed(e.get("longrepr", "")) for e in mine)
 
 
 def grade_many(

@@ -34,6 +34,8 @@ import jupyter_book.cli.main as jb
 import jupyter_book.sphinx as jb_sphinx
 import sphinx.builders
 
+from bncourse.grading import kernel_start_failed
+
 
 def one_page_per_task(docnames, nproc, maxbatch=10):
     """Sphinx's ``make_chunks`` replacement: every page is a task, so free processes take the next page."""
@@ -133,11 +135,6 @@ def forget_other_environments(environment: str, build: Path = ROOT / "_build") -
     return cleared
 
 
-# a kernel that died while starting, before any cell ran: two pages' kernels starting at the same moment can
-# be handed the same free port (jupyter_client picks ports before the kernel binds them)
-KERNEL_START_FAILED = ("Kernel died before replying to kernel_info", "Address already in use")
-
-
 def retry_kernel_start(execute, attempts: int = 3):
     """Wrap jupyter-cache's ``single_nb_execution`` so that a page whose kernel failed to start (and so ran no
     cell) is executed again, up to ``attempts`` times. The failure comes as an exception (nbclient's
@@ -153,7 +150,9 @@ def retry_kernel_start(execute, attempts: int = 3):
             except Exception as err:  # noqa: BLE001 - passed on below unless it is a failed start
                 result, failure, why = None, err, repr(err)
             ran = any(c.get("execution_count") for c in nb.get("cells", []))
-            start_failed = bool(why) and not ran and any(m in why for m in KERNEL_START_FAILED)
+            # two pages' kernels starting at one moment can be handed the same free port (jupyter_client
+            # picks the ports before the kernel binds them)
+            start_failed = bool(why) and not ran and kernel_start_failed(why)
             if not start_failed or attempt == attempts:
                 if failure is not None:
                     raise failure

@@ -34,6 +34,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from bncourse.grading import kernel_start_failed
 from bncourse.notebooks import myst_leftovers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +88,7 @@ def _run(notebook: Path, tmp_path: Path, allow_errors: bool):
                 client.execute()
                 break
             except RuntimeError as err:
-                if "Kernel died before replying to kernel_info" not in str(err) or attempt == 3:
+                if not kernel_start_failed(str(err)) or attempt == 3:
                     raise
     finally:
         os.environ.clear()

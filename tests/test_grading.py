@@ -570,3 +570,17 @@ def test_a_kernel_that_never_starts_is_the_graders_error_not_zero_points(monkeyp
     [row] = grade_many(ASSIGNMENT, [SOLUTION], options=GradeOptions(timeout=120))
     assert row.error == NOT_STARTED and not row.results, row
     assert counter.read_text() == str(START_ATTEMPTS)
+
+
+def test_kernel_start_failures_are_told_from_a_students_errors(tmp_path):
+    from bncourse.grading import kernel_did_not_start, kernel_start_failed
+
+    assert kernel_start_failed("RuntimeError: Kernel died before replying to kernel_info")
+    assert kernel_start_failed("zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:1')")
+    assert not kernel_start_failed("RuntimeError: the student's own error")
+    nb = tmp_path / "00001" / "submission.ipynb"
+    died = {"nodeid": "00001/submission.ipynb::Cell 0", "when": "setup", "longrepr": "Kernel died before replying to kernel_info"}
+    other = {"nodeid": "00002/submission.ipynb::Cell 0", "when": "call", "longrepr": "ValueError"}
+    assert kernel_did_not_start(nb, [died, {**died, "nodeid": died["nodeid"][:-1] + "1"}, other])
+    assert not kernel_did_not_start(nb, [died, {**died, "when": "call"}]), "a cell ran: the submission's run"
+    assert not kernel_did_not_start(nb, [other]), "no entry of its own"
