@@ -579,7 +579,8 @@ def test_kernel_start_failures_are_told_from_a_students_errors(tmp_path):
     assert kernel_start_failed("zmq.error.ZMQError: Address already in use (addr='tcp://127.0.0.1:1')")
     assert not kernel_start_failed("RuntimeError: the student's own error")
     nb = tmp_path / "00001" / "submission.ipynb"
-    died = {"nodeid": "00001/submission.ipynb::Cell 0", "when": "setup", "longrepr": "Kernel died before replying to kernel_info"}
+    started = "RuntimeError: Kernel died before replying to kernel_info"
+    died = {"nodeid": "00001/submission.ipynb::Cell 0", "when": "setup", "longrepr": started}
     other = {"nodeid": "00002/submission.ipynb::Cell 0", "when": "call", "longrepr": "ValueError"}
     assert kernel_did_not_start(nb, [died, {**died, "nodeid": died["nodeid"][:-1] + "1"}, other])
     assert not kernel_did_not_start(nb, [died, {**died, "when": "call"}]), "a cell ran: the submission's run"
